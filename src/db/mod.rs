@@ -1,0 +1,261 @@
+//! The public database handle: open, configure, read, write, transact.
+
+mod transaction;
+
+pub use transaction::Transaction;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use serde_json::Value as Json;
+
+use crate::error::{Error, Result};
+use crate::schema::{Schema, SchemaChange};
+use crate::store::{
+    Backend, Changes, Clock, Durability, HybridClock, MemoryBackend, SqliteBackend, Store, SystemClock, Timestamp,
+};
+
+const META_SCHEMA: &str = "schema";
+const META_CLIENT_ID: &str = "client_id";
+const META_CLOCK: &str = "clock";
+
+/// An embedded triplite database. Cheap to clone: clones share one database.
+///
+/// Writes are serialized (one transaction at a time); every method is safe to call from
+/// several threads.
+#[derive(Clone)]
+pub struct Database {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    store: Mutex<Store>,
+    schema: RwLock<Option<Arc<Schema>>>,
+    clock: HybridClock,
+}
+
+/// Options for opening a [`Database`].
+#[derive(Default)]
+pub struct DatabaseBuilder {
+    schema: Option<Schema>,
+    client_id: Option<String>,
+    clock: Option<Arc<dyn Clock>>,
+    durability: Durability,
+}
+
+impl DatabaseBuilder {
+    /// The schema to use. If the database holds another schema, the change is checked for
+    /// backward compatibility first, and opening fails if existing data forbids it.
+    pub fn schema(mut self, schema: Schema) -> Self {
+        self.schema = Some(schema);
+        self
+    }
+
+    /// This writer's id in timestamps (default: a stored random id, stable across reopenings).
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = Some(client_id.into());
+        self
+    }
+
+    /// The wall clock behind the hybrid logical clock (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// How hard commits wait for the disk (SQLite only; default [`Durability::Normal`]).
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Opens (creating if needed) a SQLite database file.
+    pub fn open(self, path: impl AsRef<Path>) -> Result<Database> {
+        let backend = SqliteBackend::open(path.as_ref(), self.durability)?;
+        self.build(Box::new(backend))
+    }
+
+    /// Opens a database that lives in memory only.
+    pub fn open_in_memory(self) -> Result<Database> {
+        self.build(Box::new(MemoryBackend::default()))
+    }
+
+    fn build(self, mut backend: Box<dyn Backend>) -> Result<Database> {
+        let client_id = match self.client_id {
+            Some(id) => id,
+            None => match backend.read_meta(META_CLIENT_ID)? {
+                Some(bytes) => {
+                    String::from_utf8(bytes).map_err(|_| Error::Corrupt("stored client id is not UTF-8".into()))?
+                }
+                None => {
+                    let id = nanoid::nanoid!();
+                    backend.begin()?;
+                    backend.write_meta(META_CLIENT_ID, id.as_bytes())?;
+                    backend.commit()?;
+                    id
+                }
+            },
+        };
+        let clock = HybridClock::new(client_id, self.clock.unwrap_or_else(|| Arc::new(SystemClock)));
+        if let Some(bytes) = backend.read_meta(META_CLOCK)? {
+            clock.observe(&Timestamp::from_sort_key(&bytes)?);
+        }
+        let stored_schema = match backend.read_meta(META_SCHEMA)? {
+            Some(bytes) => {
+                let json: Json =
+                    serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt(format!("stored schema: {e}")))?;
+                Some(Arc::new(Schema::from_json(&json)?))
+            }
+            None => None,
+        };
+        let db = Database {
+            shared: Arc::new(Shared {
+                store: Mutex::new(Store::new(backend)),
+                schema: RwLock::new(stored_schema),
+                clock,
+            }),
+        };
+        if let Some(schema) = self.schema {
+            if db.schema().as_deref() != Some(&schema) {
+                db.set_schema(schema)?;
+            }
+        }
+        Ok(db)
+    }
+}
+
+impl Database {
+    /// Options for opening a database.
+    pub fn builder() -> DatabaseBuilder {
+        DatabaseBuilder::default()
+    }
+
+    /// Opens (creating if needed) a SQLite database file, schemaless unless it holds a schema.
+    pub fn open(path: impl AsRef<Path>) -> Result<Database> {
+        Self::builder().open(path)
+    }
+
+    /// A database in memory, schemaless.
+    pub fn in_memory() -> Result<Database> {
+        Self::builder().open_in_memory()
+    }
+
+    /// The current schema, or `None` for a schemaless database.
+    pub fn schema(&self) -> Option<Arc<Schema>> {
+        self.shared.schema.read().clone()
+    }
+
+    /// This database's writer id.
+    pub fn client_id(&self) -> &str {
+        self.shared.clock.client_id()
+    }
+
+    /// Replaces the schema after checking that the change is backward compatible with the old
+    /// schema and the stored data. On success returns the change (Triplit's `SchemaChange`);
+    /// otherwise [`Error::IncompatibleSchema`] carries it, and nothing changes.
+    pub fn set_schema(&self, schema: Schema) -> Result<SchemaChange> {
+        let mut store = self.shared.store.lock();
+        let mut schema_slot = self.shared.schema.write();
+        let backend = store.backend();
+        let change = SchemaChange::evaluate(schema_slot.as_deref(), &schema, &mut |collection, visit| {
+            backend.scan_docs(collection, &mut |_, doc| visit(&Json::Object(doc)))
+        })?;
+        if !change.successful {
+            return Err(Error::IncompatibleSchema(change));
+        }
+        let bytes = serde_json::to_vec(&schema.to_json()).expect("schemas always serialize");
+        backend.begin()?;
+        if let Err(e) = backend.write_meta(META_SCHEMA, &bytes).and_then(|_| backend.commit()) {
+            backend.rollback();
+            return Err(e);
+        }
+        *schema_slot = Some(Arc::new(schema));
+        Ok(change)
+    }
+
+    /// Runs `work` in one transaction: everything it writes commits together, or — if it
+    /// returns an error or panics — nothing does.
+    pub fn transact<R>(&self, work: impl FnOnce(&mut Transaction) -> Result<R>) -> Result<R> {
+        let schema = self.schema();
+        let mut store = self.shared.store.lock();
+        store.backend().begin()?;
+        // Rolls back if `work` panics, so the next transaction starts clean.
+        let mut guard = RollbackOnDrop { store: &mut store, armed: true };
+        let mut tx = Transaction { store: &mut *guard.store, schema, clock: &self.shared.clock, latest: None };
+        let output = work(&mut tx)?;
+        if let Some(latest) = tx.latest.take() {
+            guard.store.backend().write_meta(META_CLOCK, &latest.sort_key())?;
+        }
+        guard.store.backend().commit()?;
+        guard.armed = false;
+        Ok(output)
+    }
+
+    /// Inserts one document; see [`Transaction::insert`].
+    pub fn insert(&self, collection: &str, doc: Json) -> Result<Json> {
+        self.transact(|tx| tx.insert(collection, doc))
+    }
+
+    /// Patches one entity; see [`Transaction::update`].
+    pub fn update(&self, collection: &str, id: &str, patch: Json) -> Result<()> {
+        self.transact(|tx| tx.update(collection, id, patch))
+    }
+
+    /// Deletes one entity; see [`Transaction::delete`].
+    pub fn delete(&self, collection: &str, id: &str) -> Result<()> {
+        self.transact(|tx| tx.delete(collection, id))
+    }
+
+    /// The entity with this id (API form), or `None`.
+    pub fn fetch_by_id(&self, collection: &str, id: &str) -> Result<Option<Json>> {
+        self.read(|tx| tx.fetch_by_id(collection, id))
+    }
+
+    /// Every entity of a collection (API form), in id order.
+    pub fn fetch_all(&self, collection: &str) -> Result<Vec<Json>> {
+        self.read(|tx| tx.fetch_all(collection))
+    }
+
+    /// Names of the collections that hold (or held) entities.
+    pub fn collection_names(&self) -> Result<Vec<String>> {
+        self.shared.store.lock().backend().collection_names()
+    }
+
+    /// Merges changes stamped elsewhere (encoded form) in one transaction; see
+    /// [`Transaction::apply_changes`].
+    pub fn apply_changes(&self, changes: &Changes, timestamp: &Timestamp) -> Result<()> {
+        self.transact(|tx| tx.apply_changes(changes, timestamp))
+    }
+
+    /// Stamps changes with this database's clock and merges them in one transaction — what a
+    /// server does with a client's writes, which carry no timestamps. Returns the stamp.
+    pub fn commit_changes(&self, changes: &Changes) -> Result<Timestamp> {
+        self.transact(|tx| {
+            let ts = tx.tick();
+            tx.apply_changes(changes, &ts)?;
+            Ok(ts)
+        })
+    }
+
+    /// Runs a read without opening a write transaction.
+    fn read<R>(&self, work: impl FnOnce(&mut Transaction) -> Result<R>) -> Result<R> {
+        let schema = self.schema();
+        let mut store = self.shared.store.lock();
+        let mut tx = Transaction { store: &mut store, schema, clock: &self.shared.clock, latest: None };
+        work(&mut tx)
+    }
+}
+
+struct RollbackOnDrop<'a> {
+    store: &'a mut Store,
+    armed: bool,
+}
+
+impl Drop for RollbackOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.store.backend().rollback();
+        }
+    }
+}

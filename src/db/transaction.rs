@@ -1,0 +1,196 @@
+//! Transactions: the unit of atomicity. Every write of the public API runs in one.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value as Json};
+
+use crate::error::{Error, Result};
+use crate::schema::{Collection, Schema, describe_json};
+use crate::store::{Changes, Document, HybridClock, SetKind, Store, Timestamp};
+
+/// A set of writes that commit together or not at all; see [`crate::Database::transact`].
+///
+/// Reads through a transaction see its own writes. Each write is stamped with its own clock
+/// tick, so later writes in a transaction win over earlier ones to the same attribute.
+pub struct Transaction<'a> {
+    pub(super) store: &'a mut Store,
+    pub(super) schema: Option<Arc<Schema>>,
+    pub(super) clock: &'a HybridClock,
+    /// The newest timestamp this transaction wrote, persisted at commit so a reopened database
+    /// never issues a timestamp twice.
+    pub(super) latest: Option<Timestamp>,
+}
+
+/// How documents of one collection are encoded: by its schema, or schemaless.
+enum Shape<'s> {
+    Typed(&'s Collection),
+    Schemaless,
+}
+
+fn shape<'s>(schema: &'s Option<Arc<Schema>>, collection: &str) -> Result<Shape<'s>> {
+    crate::schema::check_collection_name(collection).map_err(|_| Error::UnknownCollection(collection.to_owned()))?;
+    match schema {
+        Some(schema) => Ok(Shape::Typed(schema.collection(collection)?)),
+        None => Ok(Shape::Schemaless),
+    }
+}
+
+impl Transaction<'_> {
+    /// The schema in force, cloned out so the store can be borrowed while it is used.
+    fn schema(&self) -> Option<Arc<Schema>> {
+        self.schema.clone()
+    }
+
+    pub(super) fn tick(&mut self) -> Timestamp {
+        let ts = self.clock.next();
+        self.latest = Some(ts.clone());
+        ts
+    }
+
+    /// Inserts a document (API form) and returns the stored entity (API form, with defaults
+    /// and a generated id where none was given). Inserting an existing id merges into it, as
+    /// Triplit does.
+    pub fn insert(&mut self, collection: &str, doc: Json) -> Result<Json> {
+        let schema = self.schema();
+        let shape = shape(&schema, collection)?;
+        let fields = as_object(collection, &doc)?;
+        let encoded = match &shape {
+            Shape::Typed(def) => def.encode_insert(collection, fields)?,
+            Shape::Schemaless => schemaless_insert(collection, fields)?,
+        };
+        let id = encoded["id"].as_str().expect("encoding guarantees a string id").to_owned();
+        let result = to_api(&shape, &encoded);
+        let ts = self.tick();
+        self.store.apply_set(collection, &id, &encoded, &ts, SetKind::Insert)?;
+        Ok(Json::Object(result))
+    }
+
+    /// Applies a partial patch (API form) to an existing entity. Setting an optional attribute
+    /// to `null` deletes it; records merge key by key; a set given as an array replaces the set.
+    pub fn update(&mut self, collection: &str, id: &str, patch: Json) -> Result<()> {
+        let schema = self.schema();
+        let shape = shape(&schema, collection)?;
+        let fields = as_object(collection, &patch)?;
+        let current = self
+            .store
+            .backend()
+            .read_doc(collection, id)?
+            .ok_or_else(|| Error::NotFound { collection: collection.to_owned(), id: id.to_owned() })?;
+        if let Some(new_id) = fields.get("id") {
+            if new_id.as_str() != Some(id) {
+                return Err(Error::TypeMismatch {
+                    collection: collection.to_owned(),
+                    attribute: "id".into(),
+                    expected: format!("the entity's own id \"{id}\" (ids cannot change)"),
+                    found: describe_json(new_id),
+                });
+            }
+        }
+        let encoded = match &shape {
+            Shape::Typed(def) => def.encode_patch(collection, &current, fields)?,
+            Shape::Schemaless => fields.clone(),
+        };
+        let ts = self.tick();
+        self.store.apply_set(collection, id, &encoded, &ts, SetKind::Update)
+    }
+
+    /// Deletes an entity; deleting one that does not exist does nothing.
+    pub fn delete(&mut self, collection: &str, id: &str) -> Result<()> {
+        shape(&self.schema, collection)?;
+        if self.store.backend().read_doc(collection, id)?.is_none() {
+            return Ok(());
+        }
+        let ts = self.tick();
+        self.store.apply_delete(collection, id, &ts)
+    }
+
+    /// The entity with this id (API form), or `None`.
+    pub fn fetch_by_id(&mut self, collection: &str, id: &str) -> Result<Option<Json>> {
+        let schema = self.schema();
+        let shape = shape(&schema, collection)?;
+        let doc = self.store.backend().read_doc(collection, id)?;
+        Ok(doc.map(|d| Json::Object(to_api(&shape, &d))))
+    }
+
+    /// Every entity of a collection (API form), in id order.
+    pub fn fetch_all(&mut self, collection: &str) -> Result<Vec<Json>> {
+        let schema = self.schema();
+        let shape = shape(&schema, collection)?;
+        let mut out = Vec::new();
+        self.store.backend().scan_docs(collection, &mut |_, doc| {
+            out.push(Json::Object(to_api(&shape, &doc)));
+            true
+        })?;
+        Ok(out)
+    }
+
+    /// Merges changes stamped elsewhere (encoded form), as sync does: deletes first, then sets;
+    /// a set with an `id` inserts or merges, one without updates — and is dropped when the
+    /// entity does not exist, so one stale change never blocks a batch.
+    pub fn apply_changes(&mut self, changes: &Changes, ts: &Timestamp) -> Result<()> {
+        let schema = self.schema();
+        for (collection, batch) in &changes.collections {
+            let shape = shape(&schema, collection)?;
+            if let Shape::Typed(def) = &shape {
+                for fields in batch.sets.values() {
+                    def.validate_encoded(collection, fields)?;
+                }
+            }
+            for id in &batch.deletes {
+                self.store.apply_delete(collection, id, ts)?;
+            }
+            for (id, fields) in &batch.sets {
+                let kind = match fields.get("id") {
+                    Some(Json::String(own)) if own == id => SetKind::Insert,
+                    Some(other) => {
+                        return Err(Error::TypeMismatch {
+                            collection: collection.clone(),
+                            attribute: "id".into(),
+                            expected: format!("the id the change is filed under (\"{id}\")"),
+                            found: describe_json(other),
+                        });
+                    }
+                    None => SetKind::Update,
+                };
+                self.store.apply_set(collection, id, fields, ts, kind)?;
+            }
+        }
+        self.clock.observe(ts);
+        Ok(())
+    }
+}
+
+fn as_object<'j>(collection: &str, doc: &'j Json) -> Result<&'j Map<String, Json>> {
+    doc.as_object().ok_or_else(|| Error::TypeMismatch {
+        collection: collection.to_owned(),
+        attribute: String::new(),
+        expected: "a document (JSON object)".into(),
+        found: describe_json(doc),
+    })
+}
+
+fn schemaless_insert(collection: &str, fields: &Map<String, Json>) -> Result<Document> {
+    let mut encoded = fields.clone();
+    match encoded.get("id") {
+        None | Some(Json::Null) => {
+            encoded.insert("id".into(), Json::String(nanoid::nanoid!()));
+        }
+        Some(Json::String(_)) => {}
+        Some(other) => {
+            return Err(Error::TypeMismatch {
+                collection: collection.to_owned(),
+                attribute: "id".into(),
+                expected: "string".into(),
+                found: describe_json(other),
+            });
+        }
+    }
+    Ok(encoded)
+}
+
+fn to_api(shape: &Shape, doc: &Document) -> Map<String, Json> {
+    match shape {
+        Shape::Typed(def) => def.document_to_api(doc),
+        Shape::Schemaless => doc.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect(),
+    }
+}

@@ -1,0 +1,70 @@
+//! The one error type of the crate.
+//!
+//! Every subsystem reports through [`Error`], so a caller (and later the C ABI, through one
+//! status mapping) handles one type. Variants name *what* was wrong — the collection, the
+//! attribute, the expected and the found type — because the person reading the message is
+//! usually looking at a document or a schema file, not at our code.
+
+use std::fmt;
+
+/// Shorthand used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in triplite.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Input that is not valid JSON, or JSON of the wrong overall shape.
+    #[error("invalid JSON in {context}: {message}")]
+    InvalidJson { context: String, message: String },
+
+    /// A schema definition that cannot be accepted (naming rules, unknown types, bad defaults).
+    #[error("invalid schema at {path}: {message}")]
+    InvalidSchema { path: String, message: String },
+
+    /// A document or change that does not fit the collection's schema.
+    #[error("{collection}.{attribute}: expected {expected}, found {found}")]
+    TypeMismatch { collection: String, attribute: String, expected: String, found: String },
+
+    /// A required attribute is missing from an inserted document.
+    #[error("{collection}.{attribute}: required attribute is missing")]
+    MissingAttribute { collection: String, attribute: String },
+
+    /// An attribute the collection's schema does not declare.
+    #[error("{collection}.{attribute}: unknown attribute")]
+    UnknownAttribute { collection: String, attribute: String },
+
+    /// A collection the schema does not declare.
+    #[error("unknown collection '{0}'")]
+    UnknownCollection(String),
+
+    /// An update or delete of an entity that does not exist (local API only; merges drop these).
+    #[error("{collection}/{id}: entity not found")]
+    NotFound { collection: String, id: String },
+
+    /// A schema change that existing data or the old schema's guarantees forbid.
+    #[error("schema change rejected: {0}")]
+    IncompatibleSchema(crate::schema::SchemaChange),
+
+    /// The SQLite backend failed.
+    #[error("storage: {0}")]
+    Storage(#[from] rusqlite::Error),
+
+    /// Our own stored bytes could not be decoded (a damaged file, or one written by a newer version).
+    #[error("corrupt storage: {0}")]
+    Corrupt(String),
+
+    /// A file or directory could not be used.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    pub(crate) fn invalid_json(context: impl Into<String>, message: impl fmt::Display) -> Self {
+        Error::InvalidJson { context: context.into(), message: message.to_string() }
+    }
+
+    pub(crate) fn invalid_schema(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::InvalidSchema { path: path.into(), message: message.into() }
+    }
+}

@@ -1,0 +1,113 @@
+//! The triple store: per-entity merge state on a pluggable backend (SQLite or memory).
+//!
+//! Each entity is one row: its merge state (every attribute path with the timestamp that set
+//! it — the triples, packed) and its materialized document (what reads and indexes use), kept
+//! in step in the same transaction. Merging happens here, above the backend, so both backends
+//! behave identically.
+
+mod changes;
+mod hlc;
+mod memory;
+mod sqlite;
+mod state;
+
+pub use changes::{Changes, CollectionChanges};
+pub use hlc::{Clock, HybridClock, SystemClock, Timestamp};
+pub use sqlite::Durability;
+
+pub(crate) use memory::MemoryBackend;
+pub(crate) use sqlite::SqliteBackend;
+pub(crate) use state::SetKind;
+
+use serde_json::{Map, Value as Json};
+
+use crate::error::Result;
+use state::EntityState;
+
+/// An encoded entity document.
+pub(crate) type Document = Map<String, Json>;
+
+/// What a backend is asked to write for one entity.
+pub(crate) struct RowWrite<'a> {
+    pub state: &'a EntityState,
+    /// The visible document, or `None` for a deleted (or never created) entity.
+    pub doc: Option<&'a Document>,
+    /// The entity's latest timestamp, for sync checkpoints.
+    pub changed: &'a Timestamp,
+}
+
+/// Storage of entity rows and metadata, with one transaction at a time.
+///
+/// All writes happen between `begin` and `commit`/`rollback`; reads may happen anywhere and see
+/// the open transaction's writes.
+pub(crate) trait Backend: Send {
+    fn begin(&mut self) -> Result<()>;
+    fn commit(&mut self) -> Result<()>;
+    fn rollback(&mut self);
+
+    fn read_state(&mut self, collection: &str, id: &str) -> Result<Option<EntityState>>;
+    fn read_doc(&mut self, collection: &str, id: &str) -> Result<Option<Document>>;
+    /// Writes a row that does not exist yet; returns `false`, writing nothing, when it does.
+    fn insert_row(&mut self, collection: &str, id: &str, row: &RowWrite) -> Result<bool>;
+    /// Writes a row, replacing any existing one.
+    fn write_row(&mut self, collection: &str, id: &str, row: &RowWrite) -> Result<()>;
+    /// Visits the visible documents of a collection (in id order) until `visit` returns false.
+    fn scan_docs(&mut self, collection: &str, visit: &mut dyn FnMut(&str, Document) -> bool) -> Result<()>;
+    /// Names of collections that have rows.
+    fn collection_names(&mut self) -> Result<Vec<String>>;
+
+    fn read_meta(&mut self, key: &str) -> Result<Option<Vec<u8>>>;
+    fn write_meta(&mut self, key: &str, value: &[u8]) -> Result<()>;
+}
+
+/// Merges writes into entity rows.
+pub(crate) struct Store {
+    backend: Box<dyn Backend>,
+}
+
+impl Store {
+    pub(crate) fn new(backend: Box<dyn Backend>) -> Self {
+        Store { backend }
+    }
+
+    pub(crate) fn backend(&mut self) -> &mut dyn Backend {
+        self.backend.as_mut()
+    }
+
+    /// Merges an encoded set (insert or partial update) stamped `ts`.
+    pub(crate) fn apply_set(
+        &mut self,
+        collection: &str,
+        id: &str,
+        fields: &Document,
+        ts: &Timestamp,
+        kind: SetKind,
+    ) -> Result<()> {
+        if kind == SetKind::Insert {
+            // Fast path: most inserts create a new entity, which needs no read.
+            let mut fresh = EntityState::default();
+            fresh.apply_set(fields, ts, kind);
+            let doc = fresh.materialize();
+            let row = RowWrite { state: &fresh, doc: doc.as_ref(), changed: ts };
+            if self.backend.insert_row(collection, id, &row)? {
+                return Ok(());
+            }
+        }
+        let mut state = self.backend.read_state(collection, id)?.unwrap_or_default();
+        state.apply_set(fields, ts, kind);
+        self.write(collection, id, &state)
+    }
+
+    /// Merges a delete stamped `ts`.
+    pub(crate) fn apply_delete(&mut self, collection: &str, id: &str, ts: &Timestamp) -> Result<()> {
+        let mut state = self.backend.read_state(collection, id)?.unwrap_or_default();
+        state.apply_delete(ts);
+        self.write(collection, id, &state)
+    }
+
+    fn write(&mut self, collection: &str, id: &str, state: &EntityState) -> Result<()> {
+        let doc = state.materialize();
+        let changed = state.latest().cloned().unwrap_or_else(|| Timestamp::new(0, 0, ""));
+        self.backend.write_row(collection, id, &RowWrite { state, doc: doc.as_ref(), changed: &changed })
+    }
+}
