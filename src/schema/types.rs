@@ -206,6 +206,16 @@ impl DataType {
         Ok(parsed)
     }
 
+    /// Parses one attribute type from its schema JSON (`{"type": …, "config": …}`).
+    pub fn from_json(json: &Json) -> Result<Self> {
+        Self::parse(json, "")
+    }
+
+    /// API form → encoded form (what is stored and synced), checking the value fits.
+    pub fn to_encoded_json(&self, value: &Json) -> Result<Json> {
+        self.encode(value, &Site { collection: "", path: String::new() })
+    }
+
     /// The schema JSON form, as Triplit writes it.
     pub fn to_json(&self) -> Json {
         let mut config = Map::new();
