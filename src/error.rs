@@ -44,7 +44,7 @@ pub enum Error {
 
     /// A schema change that existing data or the old schema's guarantees forbid.
     #[error("schema change rejected: {0}")]
-    IncompatibleSchema(crate::schema::SchemaChange),
+    IncompatibleSchema(Box<crate::schema::SchemaChange>),
 
     /// The SQLite backend failed.
     #[error("storage: {0}")]

@@ -24,7 +24,8 @@ fn schema() -> Schema {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Set { id: &'static str, fields: Map<String, Json>, insert: bool },
+    /// With `id` in the fields it is an insert, without an update.
+    Set { id: &'static str, fields: Map<String, Json> },
     Delete { id: &'static str },
 }
 
@@ -51,7 +52,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
             if insert {
                 fields.insert("id".into(), json!(id));
             }
-            Op::Set { id, fields, insert }
+            Op::Set { id, fields }
         }),
         1 => id.prop_map(|id| Op::Delete { id }),
     ]
@@ -61,7 +62,7 @@ fn apply(db: &Database, stamped: &[(u64, Op)]) {
     for (ms, op) in stamped {
         let mut changes = Changes::default();
         match op {
-            Op::Set { id, fields, insert: _ } => changes.set("items", id, fields.clone()),
+            Op::Set { id, fields } => changes.set("items", id, fields.clone()),
             Op::Delete { id } => changes.delete("items", id),
         }
         db.apply_changes(&changes, &Timestamp::new(*ms, 0, format!("w{}", ms % 3))).unwrap();

@@ -171,7 +171,8 @@ fn breaking_changes_report_which_change_breaks_which_data() {
             edit(&mut next["collections"]["todos"]["schema"]["properties"]);
             db.set_schema(Schema::from_json(&next).unwrap())
         };
-        let breaking: Vec<(Box<dyn Fn(&mut Json)>, &str)> = vec![
+        type Edit = Box<dyn Fn(&mut Json)>;
+        let breaking: Vec<(Edit, &str)> = vec![
             (Box::new(|p| p["due"] = json!({"type": "date", "config": {}})), "added required attribute 'due'"),
             (Box::new(|p| p["owner"] = json!({"type": "string", "config": {}})), "made 'owner' required"),
             (Box::new(|p| p["priority"]["config"]["enum"] = json!(["low"])), "restricted 'priority'"),

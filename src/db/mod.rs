@@ -162,7 +162,7 @@ impl Database {
             backend.scan_docs(collection, &mut |_, doc| visit(&Json::Object(doc)))
         })?;
         if !change.successful {
-            return Err(Error::IncompatibleSchema(change));
+            return Err(Error::IncompatibleSchema(Box::new(change)));
         }
         let bytes = serde_json::to_vec(&schema.to_json()).expect("schemas always serialize");
         backend.begin()?;

@@ -87,8 +87,8 @@ impl Store {
             // Fast path: most inserts create a new entity, which needs no read.
             let mut fresh = EntityState::default();
             fresh.apply_set(fields, ts, kind);
-            let doc = fresh.materialize();
-            let row = RowWrite { state: &fresh, doc: doc.as_ref(), changed: ts };
+            // A new entity's document is exactly what was inserted.
+            let row = RowWrite { state: &fresh, doc: Some(fields), changed: ts };
             if self.backend.insert_row(collection, id, &row)? {
                 return Ok(());
             }

@@ -52,7 +52,7 @@ impl TableSql {
                 "INSERT INTO {table} (id, doc, state, changed) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING"
             ),
             upsert: format!("INSERT OR REPLACE INTO {table} (id, doc, state, changed) VALUES (?1, ?2, ?3, ?4)"),
-            select_state: format!("SELECT state FROM {table} WHERE id = ?1"),
+            select_state: format!("SELECT state, doc FROM {table} WHERE id = ?1"),
             select_doc: format!("SELECT doc FROM {table} WHERE id = ?1"),
             scan: format!("SELECT id, doc FROM {table} WHERE doc IS NOT NULL ORDER BY id"),
         }
@@ -176,8 +176,11 @@ impl Backend for SqliteBackend {
             return Ok(None);
         };
         let mut stmt = self.conn.prepare_cached(&sql.select_state)?;
-        let bytes: Option<Vec<u8>> = stmt.query_row([id], |row| row.get(0)).optional()?;
-        bytes.map(|b| EntityState::from_bytes(&b)).transpose()
+        let row: Option<(Vec<u8>, Option<String>)> =
+            stmt.query_row([id], |row| Ok((row.get(0)?, row.get(1)?))).optional()?;
+        let Some((bytes, doc)) = row else { return Ok(None) };
+        let doc = doc.map(|text| parse_doc(&text)).transpose()?;
+        EntityState::from_bytes(&bytes, doc.as_ref()).map(Some)
     }
 
     fn read_doc(&mut self, collection: &str, id: &str) -> Result<Option<Document>> {

@@ -73,15 +73,54 @@ pub(crate) enum SetKind {
     Update,
 }
 
+/// The stored form. Most entities are written once, by one insert: every path then carries the
+/// same timestamp and the state is fully determined by the document, so only the timestamp is
+/// stored instead of repeating every value.
+#[derive(Serialize)]
+enum PackedRef<'a> {
+    Uniform(&'a Timestamp),
+    Full(&'a EntityState),
+}
+
+/// The owned twin of [`PackedRef`] (same variant order, so the same bytes).
+#[derive(Deserialize)]
+enum Packed {
+    Uniform(Timestamp),
+    Full(EntityState),
+}
+
 impl EntityState {
-    /// Decodes the stored bytes.
-    pub(crate) fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        bincode::deserialize(bytes).map_err(|e| Error::Corrupt(format!("entity state: {e}")))
+    /// Decodes the stored bytes; `doc` is the row's stored document.
+    pub(crate) fn from_bytes(bytes: &[u8], doc: Option<&Map<String, Json>>) -> Result<Self> {
+        match bincode::deserialize(bytes).map_err(|e| Error::Corrupt(format!("entity state: {e}")))? {
+            Packed::Full(state) => Ok(state),
+            Packed::Uniform(ts) => {
+                let doc = doc.ok_or_else(|| Error::Corrupt("single-write entity without a document".into()))?;
+                let mut state = EntityState::default();
+                state.apply_set(doc, &ts, SetKind::Insert);
+                Ok(state)
+            }
+        }
     }
 
     /// The stored bytes.
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
-        bincode::serialize(self).expect("entity state always serializes")
+        let packed = if self.is_single_insert() { PackedRef::Uniform(&self.stamps[0]) } else { PackedRef::Full(self) };
+        bincode::serialize(&packed).expect("entity state always serializes")
+    }
+
+    /// True when one insert wrote everything: the document alone then rebuilds the state.
+    fn is_single_insert(&self) -> bool {
+        fn no_resets(map: &BTreeMap<String, Node>) -> bool {
+            map.values().all(|n| {
+                n.reset.is_none()
+                    && match &n.body {
+                        Body::Object(children) => no_resets(children),
+                        Body::Leaf(_) => true,
+                    }
+            })
+        }
+        self.stamps.len() == 1 && self.deleted.is_none() && self.created == [0] && no_resets(&self.root)
     }
 
     /// The latest timestamp of any write this entity has seen.
@@ -340,7 +379,17 @@ mod tests {
         s.apply_set(&fields(json!({"id": "1", "tags": {"a": true}, "n": 1.5})), &ts(1), SetKind::Insert);
         s.apply_delete(&ts(2));
         s.apply_set(&fields(json!({"id": "1"})), &ts(3), SetKind::Insert);
-        assert_eq!(EntityState::from_bytes(&s.to_bytes()).unwrap(), s);
+        assert_eq!(EntityState::from_bytes(&s.to_bytes(), None).unwrap(), s);
         assert_eq!(s.stamps.len(), 2, "the first insert's stamp was compacted away");
+    }
+
+    #[test]
+    fn a_single_insert_is_stored_as_its_timestamp_and_rebuilt_from_the_document() {
+        let mut s = EntityState::default();
+        s.apply_set(&fields(json!({"id": "1", "a": {"x": null}, "t": {"k": false}})), &ts(1), SetKind::Insert);
+        let bytes = s.to_bytes();
+        assert!(bytes.len() < 32, "{} bytes", bytes.len());
+        let doc = s.materialize().unwrap();
+        assert_eq!(EntityState::from_bytes(&bytes, Some(&doc)).unwrap(), s);
     }
 }
