@@ -25,8 +25,13 @@ fn schema() -> Schema {
 #[derive(Debug, Clone)]
 enum Op {
     /// With `id` in the fields it is an insert, without an update.
-    Set { id: &'static str, fields: Map<String, Json> },
-    Delete { id: &'static str },
+    Set {
+        id: &'static str,
+        fields: Map<String, Json>,
+    },
+    Delete {
+        id: &'static str,
+    },
 }
 
 fn field_strategy() -> impl Strategy<Value = (String, Json)> {
