@@ -46,6 +46,10 @@ pub enum Error {
     #[error("schema change rejected: {0}")]
     IncompatibleSchema(Box<crate::schema::SchemaChange>),
 
+    /// A query that cannot run: the message says which clause and path, and what was expected.
+    #[error("{kind}: {message}")]
+    Query { kind: crate::query::QueryErrorKind, message: String },
+
     /// The SQLite backend failed.
     #[error("storage: {0}")]
     Storage(#[from] rusqlite::Error),

@@ -10,12 +10,14 @@
 
 mod db;
 mod error;
+pub mod query;
 pub mod schema;
 pub mod store;
 pub mod value;
 
 pub use db::{Database, DatabaseBuilder, Transaction};
 pub use error::{Error, Result};
+pub use query::{Direction, Explain, Filter, Query, Variables};
 pub use schema::{Schema, SchemaChange};
 pub use store::{Changes, Clock, Durability, Timestamp};
 pub use value::{Date, Value};

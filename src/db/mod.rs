@@ -11,9 +11,11 @@ use parking_lot::{Mutex, RwLock};
 use serde_json::Value as Json;
 
 use crate::error::{Error, Result};
+use crate::query::{Explain, Filter, Query, Variables};
 use crate::schema::{Schema, SchemaChange};
 use crate::store::{
-    Backend, Changes, Clock, Durability, HybridClock, MemoryBackend, SqliteBackend, Store, SystemClock, Timestamp,
+    Access, Backend, Changes, Clock, Durability, HybridClock, MemoryBackend, SqliteBackend, Store, SystemClock,
+    Timestamp,
 };
 
 const META_SCHEMA: &str = "schema";
@@ -159,14 +161,20 @@ impl Database {
         let mut schema_slot = self.shared.schema.write();
         let backend = store.backend();
         let change = SchemaChange::evaluate(schema_slot.as_deref(), &schema, &mut |collection, visit| {
-            backend.scan_docs(collection, &mut |_, doc| visit(&Json::Object(doc)))
+            backend.scan(collection, &Access::Scan, &mut |_, doc| Ok(visit(&Json::Object(doc)))).map(drop)
         })?;
         if !change.successful {
             return Err(Error::IncompatibleSchema(Box::new(change)));
         }
         let bytes = serde_json::to_vec(&schema.to_json()).expect("schemas always serialize");
         backend.begin()?;
-        if let Err(e) = backend.write_meta(META_SCHEMA, &bytes).and_then(|_| backend.commit()) {
+        let written = backend.write_meta(META_SCHEMA, &bytes).and_then(|_| {
+            for (collection, indexes) in wanted_indexes(&schema) {
+                backend.set_indexes(&collection, &indexes)?;
+            }
+            backend.commit()
+        });
+        if let Err(e) = written {
             backend.rollback();
             return Err(e);
         }
@@ -217,6 +225,21 @@ impl Database {
         self.read(|tx| tx.fetch_all(collection))
     }
 
+    /// Runs a query; results in API form (sets as arrays, dates as ISO strings, includes nested).
+    pub fn fetch(&self, query: &Query) -> Result<Vec<Json>> {
+        self.read(|tx| tx.fetch(query))
+    }
+
+    /// Runs a query with variables (`$global`, `$session`/`$token`, `$role`, …).
+    pub fn fetch_with(&self, query: &Query, vars: &Variables) -> Result<Vec<Json>> {
+        self.read(|tx| tx.fetch_with(query, vars))
+    }
+
+    /// Runs a query and reports which access path the planner chose and how many rows it read.
+    pub fn explain(&self, query: &Query) -> Result<Explain> {
+        self.read(|tx| tx.explain(query))
+    }
+
     /// Names of the collections that hold (or held) entities.
     pub fn collection_names(&self) -> Result<Vec<String>> {
         self.shared.store.lock().backend().collection_names()
@@ -245,6 +268,32 @@ impl Database {
         let mut tx = Transaction { store: &mut store, schema, clock: &self.shared.clock, latest: None };
         work(&mut tx)
     }
+}
+
+/// The secondary indexes each collection should have: those its schema declares, plus one on
+/// every attribute another collection's relation looks entities up by (`[attr, '=', '$1.x']`),
+/// so includes and `exists` read only the related rows. (`id` is the primary key already.)
+fn wanted_indexes(schema: &Schema) -> Vec<(String, Vec<Vec<String>>)> {
+    let mut wanted: std::collections::BTreeMap<String, Vec<Vec<String>>> =
+        schema.collections().iter().map(|(name, c)| (name.clone(), c.indexes.clone())).collect();
+    for collection in schema.collections().values() {
+        for relation in collection.relationships.values() {
+            let Ok(query) = Query::from_json(&relation.query) else { continue };
+            for filter in &query.filters {
+                if let Filter::Statement { path, op, value } = filter {
+                    let relational = value.as_str().is_some_and(|v| v.starts_with('$'));
+                    if op == "=" && relational && path != "id" {
+                        let list = wanted.entry(relation.collection.clone()).or_default();
+                        let columns = vec![path.clone()];
+                        if !list.contains(&columns) {
+                            list.push(columns);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    wanted.into_iter().collect()
 }
 
 struct RollbackOnDrop<'a> {

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use serde_json::{Map, Value as Json};
 
 use crate::error::{Error, Result};
+use crate::query::{Executor, Explain, Query, Variables, prepare};
 use crate::schema::{Collection, Schema, describe_json};
-use crate::store::{Changes, Document, HybridClock, SetKind, Store, Timestamp};
+use crate::store::{Access, Changes, Document, HybridClock, SetKind, Store, Timestamp};
 
 /// A set of writes that commit together or not at all; see [`crate::Database::transact`].
 ///
@@ -117,11 +118,30 @@ impl Transaction<'_> {
         let schema = self.schema();
         let shape = shape(&schema, collection)?;
         let mut out = Vec::new();
-        self.store.backend().scan_docs(collection, &mut |_, doc| {
+        self.store.backend().scan(collection, &Access::Scan, &mut |_, doc| {
             out.push(Json::Object(to_api(&shape, &doc)));
-            true
+            Ok(true)
         })?;
         Ok(out)
+    }
+
+    /// Runs a query (seeing this transaction's writes); results in API form.
+    pub fn fetch(&mut self, query: &Query) -> Result<Vec<Json>> {
+        self.fetch_with(query, &Variables::new())
+    }
+
+    /// Runs a query with variables (`$global`, `$session`, `$role`, …).
+    pub fn fetch_with(&mut self, query: &Query, vars: &Variables) -> Result<Vec<Json>> {
+        let schema = self.schema();
+        let prepared = prepare(query, schema.as_deref(), vars)?;
+        Executor::new(self.store.backend(), schema.as_deref()).fetch(&prepared)
+    }
+
+    /// Runs a query and reports the access path the planner chose and the rows it read.
+    pub fn explain(&mut self, query: &Query) -> Result<Explain> {
+        let schema = self.schema();
+        let prepared = prepare(query, schema.as_deref(), &Variables::new())?;
+        Executor::new(self.store.backend(), schema.as_deref()).explain(&prepared)
     }
 
     /// Merges changes stamped elsewhere (encoded form), as sync does: deletes first, then sets;

@@ -1,10 +1,52 @@
-//! The in-memory backend: ordered maps, with an undo log for transactions.
+//! The in-memory backend: ordered maps, with an undo log for transactions, and secondary
+//! indexes as ordered sets of (sort keys, id) — the same keys the SQLite indexes use, so both
+//! backends serve the same plans.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::state::EntityState;
-use super::{Backend, Document, RowWrite, Timestamp};
+use super::{Access, Backend, Document, IndexRange, RowWrite, Timestamp};
 use crate::error::Result;
+use crate::query::lookup_path;
+use crate::value::sort_key;
+
+/// One secondary index: entries ordered by the columns' keys, then id.
+struct MemoryIndex {
+    columns: Vec<Vec<String>>,
+    entries: BTreeSet<(Vec<Vec<u8>>, String)>,
+}
+
+impl MemoryIndex {
+    fn keys(&self, doc: &Document) -> Vec<Vec<u8>> {
+        self.columns.iter().map(|path| sort_key(lookup_path(doc, path))).collect()
+    }
+
+    /// The ids in `range`, in index order (reversed when descending).
+    fn ids(&self, range: &IndexRange) -> Vec<String> {
+        let eq = range.equal.len();
+        let within = |keys: &Vec<Vec<u8>>| {
+            if keys[..eq] != range.equal[..] {
+                return false;
+            }
+            let Some(next) = keys.get(eq) else { return true };
+            let above = range.lower.as_ref().is_none_or(|(k, inclusive)| if *inclusive { next >= k } else { next > k });
+            let below = range.upper.as_ref().is_none_or(|(k, inclusive)| if *inclusive { next <= k } else { next < k });
+            above && below
+        };
+        let start = (range.equal.clone(), String::new());
+        let mut ids: Vec<String> = self
+            .entries
+            .range(start..)
+            .take_while(|(keys, _)| keys[..eq] == range.equal[..])
+            .filter(|(keys, _)| within(keys))
+            .map(|(_, id)| id.clone())
+            .collect();
+        if range.descending {
+            ids.reverse();
+        }
+        ids
+    }
+}
 
 #[derive(Clone)]
 struct Row {
@@ -25,6 +67,7 @@ enum Undo {
 #[derive(Default)]
 pub(crate) struct MemoryBackend {
     tables: HashMap<String, BTreeMap<String, Row>>,
+    indexes: HashMap<String, Vec<MemoryIndex>>,
     meta: HashMap<String, Vec<u8>>,
     undo: Option<Vec<Undo>>,
 }
@@ -40,7 +83,28 @@ impl MemoryBackend {
     fn put(&mut self, collection: &str, id: &str, row: &RowWrite) {
         self.remember_row(collection, id);
         let stored = Row { state: row.state.clone(), doc: row.doc.cloned(), changed: row.changed.clone() };
-        self.tables.entry(collection.to_owned()).or_default().insert(id.to_owned(), stored);
+        self.replace(collection, id, Some(stored));
+    }
+
+    /// Sets (or removes) a row, keeping the collection's indexes in step.
+    fn replace(&mut self, collection: &str, id: &str, row: Option<Row>) {
+        let table = self.tables.entry(collection.to_owned()).or_default();
+        let old_doc = table.get(id).and_then(|r| r.doc.clone());
+        let new_doc = row.as_ref().and_then(|r| r.doc.clone());
+        match row {
+            Some(row) => table.insert(id.to_owned(), row),
+            None => table.remove(id),
+        };
+        for index in self.indexes.get_mut(collection).into_iter().flatten() {
+            if let Some(doc) = &old_doc {
+                let keys = index.keys(doc);
+                index.entries.remove(&(keys, id.to_owned()));
+            }
+            if let Some(doc) = &new_doc {
+                let keys = index.keys(doc);
+                index.entries.insert((keys, id.to_owned()));
+            }
+        }
     }
 }
 
@@ -58,13 +122,7 @@ impl Backend for MemoryBackend {
     fn rollback(&mut self) {
         for step in self.undo.take().unwrap_or_default().into_iter().rev() {
             match step {
-                Undo::Row { collection, id, previous } => {
-                    let table = self.tables.entry(collection).or_default();
-                    match previous {
-                        Some(row) => table.insert(id, row),
-                        None => table.remove(&id),
-                    };
-                }
+                Undo::Row { collection, id, previous } => self.replace(&collection, &id, previous),
                 Undo::Meta { key, previous } => {
                     match previous {
                         Some(value) => self.meta.insert(key, value),
@@ -75,11 +133,11 @@ impl Backend for MemoryBackend {
         }
     }
 
-    fn read_state(&mut self, collection: &str, id: &str) -> Result<Option<EntityState>> {
+    fn read_state(&self, collection: &str, id: &str) -> Result<Option<EntityState>> {
         Ok(self.tables.get(collection).and_then(|t| t.get(id)).map(|r| r.state.clone()))
     }
 
-    fn read_doc(&mut self, collection: &str, id: &str) -> Result<Option<Document>> {
+    fn read_doc(&self, collection: &str, id: &str) -> Result<Option<Document>> {
         Ok(self.tables.get(collection).and_then(|t| t.get(id)).and_then(|r| r.doc.clone()))
     }
 
@@ -96,27 +154,82 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
-    fn scan_docs(&mut self, collection: &str, visit: &mut dyn FnMut(&str, Document) -> bool) -> Result<()> {
-        if let Some(table) = self.tables.get(collection) {
-            for (id, row) in table {
-                if let Some(doc) = &row.doc {
-                    if !visit(id, doc.clone()) {
+    fn scan(
+        &self,
+        collection: &str,
+        access: &Access,
+        visit: &mut dyn FnMut(&str, Document) -> Result<bool>,
+    ) -> Result<usize> {
+        let Some(table) = self.tables.get(collection) else { return Ok(0) };
+        let mut read = 0;
+        let from_index;
+        let ids = match access {
+            Access::Ids(ids) => Some(ids),
+            Access::Index(range) => {
+                let index = self.indexes.get(collection).and_then(|list| {
+                    list.iter().find(|i| i.columns.iter().map(|c| c.join(".")).eq(range.columns.iter().cloned()))
+                });
+                // An index this backend does not have (never planned, but cheap to guard): scan.
+                from_index = index.map(|i| i.ids(range));
+                from_index.as_ref()
+            }
+            Access::Scan => None,
+        };
+        if let Some(ids) = ids {
+            for id in ids {
+                if let Some(doc) = table.get(id).and_then(|r| r.doc.as_ref()) {
+                    read += 1;
+                    if !visit(id, doc.clone())? {
                         break;
                     }
                 }
             }
+            return Ok(read);
         }
+        for (id, row) in table {
+            if let Some(doc) = &row.doc {
+                read += 1;
+                if !visit(id, doc.clone())? {
+                    break;
+                }
+            }
+        }
+        Ok(read)
+    }
+
+    fn indexes(&self, collection: &str) -> Vec<Vec<String>> {
+        self.indexes
+            .get(collection)
+            .map(|list| list.iter().map(|i| i.columns.iter().map(|c| c.join(".")).collect()).collect())
+            .unwrap_or_default()
+    }
+
+    fn set_indexes(&mut self, collection: &str, wanted: &[Vec<String>]) -> Result<()> {
+        let mut built = Vec::new();
+        for columns in wanted {
+            let mut index = MemoryIndex {
+                columns: columns.iter().map(|c| c.split('.').map(str::to_owned).collect()).collect(),
+                entries: BTreeSet::new(),
+            };
+            for (id, row) in self.tables.get(collection).into_iter().flatten() {
+                if let Some(doc) = &row.doc {
+                    index.entries.insert((index.keys(doc), id.clone()));
+                }
+            }
+            built.push(index);
+        }
+        self.indexes.insert(collection.to_owned(), built);
         Ok(())
     }
 
-    fn collection_names(&mut self) -> Result<Vec<String>> {
+    fn collection_names(&self) -> Result<Vec<String>> {
         let mut names: Vec<String> =
             self.tables.iter().filter(|(_, t)| !t.is_empty()).map(|(n, _)| n.clone()).collect();
         names.sort();
         Ok(names)
     }
 
-    fn read_meta(&mut self, key: &str) -> Result<Option<Vec<u8>>> {
+    fn read_meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
         Ok(self.meta.get(key).cloned())
     }
 

@@ -36,27 +36,63 @@ pub(crate) struct RowWrite<'a> {
     pub changed: &'a Timestamp,
 }
 
+/// How to find a query's candidate rows. Indexes only narrow: the evaluator decides.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Access {
+    /// Every visible row, in id order.
+    Scan,
+    /// These ids (in the order given).
+    Ids(Vec<String>),
+    /// A range of a secondary index.
+    Index(IndexRange),
+}
+
+/// A range over one secondary index, in sort-key terms (see [`crate::value::sort_key`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct IndexRange {
+    /// The index's attribute paths (dotted), which name it.
+    pub columns: Vec<String>,
+    /// Keys the leading columns must equal.
+    pub equal: Vec<Vec<u8>>,
+    /// Bounds on the next column: (key, inclusive).
+    pub lower: Option<(Vec<u8>, bool)>,
+    pub upper: Option<(Vec<u8>, bool)>,
+    /// Walk the index backwards (rows come in descending key order, ties by descending id).
+    pub descending: bool,
+}
+
 /// Storage of entity rows and metadata, with one transaction at a time.
 ///
 /// All writes happen between `begin` and `commit`/`rollback`; reads may happen anywhere and see
-/// the open transaction's writes.
+/// the open transaction's writes. Reads take `&self` so a query can run subqueries while one of
+/// its scans is open.
 pub(crate) trait Backend: Send {
     fn begin(&mut self) -> Result<()>;
     fn commit(&mut self) -> Result<()>;
     fn rollback(&mut self);
 
-    fn read_state(&mut self, collection: &str, id: &str) -> Result<Option<EntityState>>;
-    fn read_doc(&mut self, collection: &str, id: &str) -> Result<Option<Document>>;
+    fn read_state(&self, collection: &str, id: &str) -> Result<Option<EntityState>>;
+    fn read_doc(&self, collection: &str, id: &str) -> Result<Option<Document>>;
     /// Writes a row that does not exist yet; returns `false`, writing nothing, when it does.
     fn insert_row(&mut self, collection: &str, id: &str, row: &RowWrite) -> Result<bool>;
     /// Writes a row, replacing any existing one.
     fn write_row(&mut self, collection: &str, id: &str, row: &RowWrite) -> Result<()>;
-    /// Visits the visible documents of a collection (in id order) until `visit` returns false.
-    fn scan_docs(&mut self, collection: &str, visit: &mut dyn FnMut(&str, Document) -> bool) -> Result<()>;
+    /// Visits candidate documents until `visit` returns false; returns how many rows it read.
+    fn scan(
+        &self,
+        collection: &str,
+        access: &Access,
+        visit: &mut dyn FnMut(&str, Document) -> Result<bool>,
+    ) -> Result<usize>;
     /// Names of collections that have rows.
-    fn collection_names(&mut self) -> Result<Vec<String>>;
+    fn collection_names(&self) -> Result<Vec<String>>;
 
-    fn read_meta(&mut self, key: &str) -> Result<Option<Vec<u8>>>;
+    /// The secondary indexes of a collection (attribute paths), if the backend has any.
+    fn indexes(&self, collection: &str) -> Vec<Vec<String>>;
+    /// Makes a collection's secondary indexes exactly these (creating and dropping as needed).
+    fn set_indexes(&mut self, collection: &str, indexes: &[Vec<String>]) -> Result<()>;
+
+    fn read_meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
     fn write_meta(&mut self, key: &str, value: &[u8]) -> Result<()>;
 }
 

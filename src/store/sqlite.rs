@@ -7,16 +7,26 @@
 //! queries read and what indexes are built on), `state` (the packed merge state) and `changed`
 //! (the latest timestamp as sortable bytes). Our own layout evolves through numbered migrations
 //! tracked in `PRAGMA user_version`.
+//!
+//! Secondary indexes are SQLite expression indexes over `triplite_key(doc -> '$."path"')`, a
+//! deterministic function we register on every connection: it maps a value to a byte key whose
+//! order is Triplit's (see [`crate::value::sort_key`]), so one index serves equality, ranges and
+//! `order` exactly, which SQLite's own comparisons (type order, collation) would not.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::functions::FunctionFlags;
+use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use serde_json::Value as Json;
 
 use super::state::EntityState;
-use super::{Backend, Document, RowWrite};
+use super::{Access, Backend, Document, IndexRange, RowWrite};
 use crate::error::{Error, Result};
+use crate::value::sort_key;
 
 /// How hard a commit waits for the disk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -34,10 +44,22 @@ const MIGRATIONS: &[&str] = &[
     // 1: metadata and the collection registry.
     "CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL) WITHOUT ROWID;
      CREATE TABLE collections (name TEXT PRIMARY KEY NOT NULL, tbl TEXT NOT NULL UNIQUE) WITHOUT ROWID;",
+    // 2: the registry of secondary indexes (columns as a JSON array of attribute paths).
+    "CREATE TABLE indexes (name TEXT PRIMARY KEY NOT NULL, collection TEXT NOT NULL, columns TEXT NOT NULL) WITHOUT ROWID;",
 ];
+
+/// The SQL function behind index keys; its name is part of our file format.
+const KEY_FUNCTION: &str = "triplite_key";
+
+/// The indexed expression for an attribute path.
+fn key_expression(path: &str) -> String {
+    let json_path: String = path.split('.').map(|segment| format!(".\"{segment}\"")).collect();
+    format!("{KEY_FUNCTION}(doc -> '${json_path}')")
+}
 
 /// SQL statements of one collection table, formatted once.
 struct TableSql {
+    table: String,
     insert: String,
     upsert: String,
     select_state: String,
@@ -48,6 +70,7 @@ struct TableSql {
 impl TableSql {
     fn new(table: &str) -> Self {
         TableSql {
+            table: table.to_owned(),
             insert: format!(
                 "INSERT INTO {table} (id, doc, state, changed) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING"
             ),
@@ -62,7 +85,9 @@ impl TableSql {
 pub(crate) struct SqliteBackend {
     conn: Connection,
     /// Collection name → its table's statements; cleared on rollback, which may undo a CREATE.
-    tables: HashMap<String, Arc<TableSql>>,
+    tables: RefCell<HashMap<String, Arc<TableSql>>>,
+    /// Collection name → (columns, index name) of its secondary indexes.
+    indexes: HashMap<String, Vec<(Vec<String>, String)>>,
 }
 
 impl SqliteBackend {
@@ -86,10 +111,28 @@ impl SqliteBackend {
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         // Another process (or a second handle) holding the write lock: wait rather than fail.
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.set_prepared_statement_cache_capacity(64);
-        let mut backend = SqliteBackend { conn, tables: HashMap::new() };
+        conn.set_prepared_statement_cache_capacity(128);
+        register_key_function(&conn)?;
+        let mut backend = SqliteBackend { conn, tables: RefCell::new(HashMap::new()), indexes: HashMap::new() };
         backend.migrate()?;
+        backend.load_indexes()?;
         Ok(backend)
+    }
+
+    fn load_indexes(&mut self) -> Result<()> {
+        let mut stmt = self.conn.prepare("SELECT collection, columns, name FROM indexes ORDER BY name")?;
+        let rows = stmt
+            .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?)))?;
+        let mut indexes: HashMap<String, Vec<(Vec<String>, String)>> = HashMap::new();
+        for row in rows {
+            let (collection, columns, name) = row?;
+            let columns: Vec<String> =
+                serde_json::from_str(&columns).map_err(|e| Error::Corrupt(format!("index registry: {e}")))?;
+            indexes.entry(collection).or_default().push((columns, name));
+        }
+        drop(stmt);
+        self.indexes = indexes;
+        Ok(())
     }
 
     fn migrate(&mut self) -> Result<()> {
@@ -110,17 +153,17 @@ impl SqliteBackend {
     }
 
     /// The statements for a collection's table, if the table exists.
-    fn existing_table(&mut self, collection: &str) -> Result<Option<Arc<TableSql>>> {
-        if !self.tables.contains_key(collection) {
+    fn existing_table(&self, collection: &str) -> Result<Option<Arc<TableSql>>> {
+        if !self.tables.borrow().contains_key(collection) {
             let table: Option<String> = self
                 .conn
                 .prepare_cached("SELECT tbl FROM collections WHERE name = ?1")?
                 .query_row([collection], |row| row.get(0))
                 .optional()?;
             let Some(table) = table else { return Ok(None) };
-            self.tables.insert(collection.to_owned(), Arc::new(TableSql::new(&table)));
+            self.tables.borrow_mut().insert(collection.to_owned(), Arc::new(TableSql::new(&table)));
         }
-        Ok(self.tables.get(collection).cloned())
+        Ok(self.tables.borrow().get(collection).cloned())
     }
 
     /// The statements for a collection's table, creating the table on first use.
@@ -136,15 +179,87 @@ impl SqliteBackend {
             ))?;
             self.conn.execute("INSERT INTO collections (name, tbl) VALUES (?1, ?2)", params![collection, table])?;
             let sql = Arc::new(TableSql::new(&table));
-            self.tables.insert(collection.to_owned(), sql.clone());
+            self.tables.borrow_mut().insert(collection.to_owned(), sql.clone());
             Ok(sql)
         }
+    }
+
+    /// The SQL and parameters reading one index range.
+    fn index_query(&self, collection: &str, sql: &TableSql, range: &IndexRange) -> Result<(String, Vec<SqlValue>)> {
+        let name = self
+            .indexes
+            .get(collection)
+            .and_then(|list| list.iter().find(|(columns, _)| *columns == range.columns))
+            .map(|(_, name)| name.clone())
+            .ok_or_else(|| Error::Corrupt(format!("no index on {collection}({})", range.columns.join(", "))))?;
+        let expressions: Vec<String> = range.columns.iter().map(|c| key_expression(c)).collect();
+        let mut conditions = vec!["doc IS NOT NULL".to_owned()];
+        let mut params = Vec::new();
+        for (expression, key) in expressions.iter().zip(&range.equal) {
+            params.push(SqlValue::Blob(key.clone()));
+            conditions.push(format!("{expression} = ?{}", params.len()));
+        }
+        let next = &expressions[range.equal.len().min(expressions.len() - 1)];
+        for (bound, less) in [(&range.lower, false), (&range.upper, true)] {
+            if let Some((key, inclusive)) = bound {
+                params.push(SqlValue::Blob(key.clone()));
+                let op = match (less, inclusive) {
+                    (false, true) => ">=",
+                    (false, false) => ">",
+                    (true, true) => "<=",
+                    (true, false) => "<",
+                };
+                conditions.push(format!("{next} {op} ?{}", params.len()));
+            }
+        }
+        let direction = if range.descending { "DESC" } else { "ASC" };
+        let order: Vec<String> = expressions[range.equal.len()..]
+            .iter()
+            .map(|e| format!("{e} {direction}"))
+            .chain([format!("id {direction}")])
+            .collect();
+        let query = format!(
+            "SELECT id, doc FROM {} INDEXED BY {name} WHERE {} ORDER BY {}",
+            sql.table,
+            conditions.join(" AND "),
+            order.join(", ")
+        );
+        Ok((query, params))
     }
 
     fn row_params(row: &RowWrite) -> (Option<String>, Vec<u8>, Vec<u8>) {
         let doc = row.doc.map(|d| serde_json::to_string(d).expect("documents always serialize"));
         (doc, row.state.to_bytes(), row.changed.sort_key())
     }
+}
+
+/// Registers `triplite_key(json)`: the order-preserving key of a JSON fragment (`doc -> path`
+/// yields the value's JSON text, or NULL when the path is missing).
+fn register_key_function(conn: &Connection) -> Result<()> {
+    conn.create_scalar_function(
+        KEY_FUNCTION,
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let key = match ctx.get_raw(0) {
+                ValueRef::Null => sort_key(None),
+                ValueRef::Text(text) => {
+                    let json: Json =
+                        serde_json::from_slice(text).map_err(|e| rusqlite::Error::UserFunctionError(Box::new(e)))?;
+                    sort_key(Some(&json))
+                }
+                ValueRef::Integer(i) => sort_key(Some(&Json::from(i))),
+                ValueRef::Real(f) => {
+                    sort_key(Some(&serde_json::Number::from_f64(f).map(Json::Number).unwrap_or(Json::Null)))
+                }
+                ValueRef::Blob(_) => {
+                    return Err(rusqlite::Error::UserFunctionError("triplite_key takes JSON text".into()));
+                }
+            };
+            Ok(ToSqlOutput::Owned(SqlValue::Blob(key)))
+        },
+    )?;
+    Ok(())
 }
 
 fn parse_doc(text: &str) -> Result<Document> {
@@ -168,10 +283,15 @@ impl Backend for SqliteBackend {
             // Nothing more can be done if ROLLBACK itself fails; SQLite then rolls back on close.
             let _ = self.conn.execute_batch("ROLLBACK");
         }
-        self.tables.clear();
+        self.tables.borrow_mut().clear();
+        // A rolled-back transaction may have created or dropped indexes.
+        if let Err(e) = self.load_indexes() {
+            eprintln!("triplite: reloading the index registry after rollback failed: {e}");
+            self.indexes.clear();
+        }
     }
 
-    fn read_state(&mut self, collection: &str, id: &str) -> Result<Option<EntityState>> {
+    fn read_state(&self, collection: &str, id: &str) -> Result<Option<EntityState>> {
         let Some(sql) = self.existing_table(collection)? else {
             return Ok(None);
         };
@@ -183,7 +303,7 @@ impl Backend for SqliteBackend {
         EntityState::from_bytes(&bytes, doc.as_ref()).map(Some)
     }
 
-    fn read_doc(&mut self, collection: &str, id: &str) -> Result<Option<Document>> {
+    fn read_doc(&self, collection: &str, id: &str) -> Result<Option<Document>> {
         let Some(sql) = self.existing_table(collection)? else {
             return Ok(None);
         };
@@ -206,29 +326,88 @@ impl Backend for SqliteBackend {
         Ok(())
     }
 
-    fn scan_docs(&mut self, collection: &str, visit: &mut dyn FnMut(&str, Document) -> bool) -> Result<()> {
-        let Some(sql) = self.existing_table(collection)? else {
-            return Ok(());
+    fn scan(
+        &self,
+        collection: &str,
+        access: &Access,
+        visit: &mut dyn FnMut(&str, Document) -> Result<bool>,
+    ) -> Result<usize> {
+        let Some(sql) = self.existing_table(collection)? else { return Ok(0) };
+        let (query, params): (String, Vec<SqlValue>) = match access {
+            Access::Scan => (sql.scan.clone(), Vec::new()),
+            Access::Ids(ids) => {
+                let mut read = 0;
+                for id in ids {
+                    if let Some(doc) = self.read_doc(collection, id)? {
+                        read += 1;
+                        if !visit(id, doc)? {
+                            break;
+                        }
+                    }
+                }
+                return Ok(read);
+            }
+            Access::Index(range) => self.index_query(collection, &sql, range)?,
         };
-        let mut stmt = self.conn.prepare_cached(&sql.scan)?;
-        let mut rows = stmt.query([])?;
+        let mut stmt = self.conn.prepare_cached(&query)?;
+        let mut rows = stmt.query(params_from_iter(params.iter()))?;
+        let mut read = 0;
         while let Some(row) = rows.next()? {
+            read += 1;
             let id: String = row.get(0)?;
             let text: String = row.get(1)?;
-            if !visit(&id, parse_doc(&text)?) {
+            if !visit(&id, parse_doc(&text)?)? {
                 break;
             }
         }
-        Ok(())
+        Ok(read)
     }
 
-    fn collection_names(&mut self) -> Result<Vec<String>> {
+    fn indexes(&self, collection: &str) -> Vec<Vec<String>> {
+        self.indexes
+            .get(collection)
+            .map(|list| list.iter().map(|(columns, _)| columns.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    fn set_indexes(&mut self, collection: &str, wanted: &[Vec<String>]) -> Result<()> {
+        let table = self.table(collection)?.table.clone();
+        let existing = self.indexes.get(collection).cloned().unwrap_or_default();
+        for (columns, name) in &existing {
+            if !wanted.contains(columns) {
+                self.conn.execute_batch(&format!("DROP INDEX IF EXISTS {name}"))?;
+                self.conn.execute("DELETE FROM indexes WHERE name = ?1", [name])?;
+            }
+        }
+        for columns in wanted {
+            if existing.iter().any(|(c, _)| c == columns) {
+                continue;
+            }
+            let next: i64 =
+                self.conn
+                    .query_row("SELECT COUNT(*) FROM indexes WHERE collection = ?1", [collection], |row| row.get(0))?;
+            let name = format!("{table}_ix{next}_{}", columns.join("_").replace('.', "__"));
+            let expressions: Vec<String> = columns.iter().map(|c| key_expression(c)).collect();
+            self.conn.execute_batch(&format!(
+                "CREATE INDEX {name} ON {table} ({}) WHERE doc IS NOT NULL",
+                expressions.join(", ")
+            ))?;
+            let columns_json = serde_json::to_string(columns).expect("paths serialize");
+            self.conn.execute(
+                "INSERT INTO indexes (name, collection, columns) VALUES (?1, ?2, ?3)",
+                params![name, collection, columns_json],
+            )?;
+        }
+        self.load_indexes()
+    }
+
+    fn collection_names(&self) -> Result<Vec<String>> {
         let mut stmt = self.conn.prepare_cached("SELECT name FROM collections ORDER BY name")?;
         let names = stmt.query_map([], |row| row.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
         Ok(names)
     }
 
-    fn read_meta(&mut self, key: &str) -> Result<Option<Vec<u8>>> {
+    fn read_meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let mut stmt = self.conn.prepare_cached("SELECT value FROM meta WHERE key = ?1")?;
         Ok(stmt.query_row([key], |row| row.get(0)).optional()?)
     }

@@ -6,8 +6,10 @@
 //! objects, so they rank as objects. Strings compare by UTF-16 code units, as JavaScript does.
 
 mod date;
+mod sort_key;
 
 pub use date::Date;
+pub use sort_key::{sort_key, value_key};
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -183,6 +185,33 @@ impl From<Date> for Value {
     }
 }
 
+/// [`Value::compare`] on encoded JSON directly, without building values (dates are ISO strings
+/// there, so they compare as strings, as in Triplit).
+pub fn compare_json(a: &Json, b: &Json) -> Ordering {
+    fn rank(v: &Json) -> u8 {
+        match v {
+            Json::Null => 0,
+            Json::Object(_) => 1,
+            Json::Array(_) => 2,
+            Json::Number(_) => 3,
+            Json::String(_) => 4,
+            Json::Bool(_) => 5,
+        }
+    }
+    match (a, b) {
+        (Json::Number(x), Json::Number(y)) => {
+            compare_numbers(x.as_f64().unwrap_or(f64::NAN), y.as_f64().unwrap_or(f64::NAN))
+        }
+        (Json::String(x), Json::String(y)) => compare_utf16(x, y),
+        (Json::Bool(x), Json::Bool(y)) => x.cmp(y),
+        (Json::Null, Json::Null) => Ordering::Equal,
+        (Json::Array(_), Json::Array(_)) | (Json::Object(_), Json::Object(_)) => {
+            Value::from_json(a).compare(&Value::from_json(b))
+        }
+        _ => rank(a).cmp(&rank(b)),
+    }
+}
+
 /// JavaScript compares strings by UTF-16 code units; Rust's `str` order is by code point, which
 /// disagrees for characters above U+FFFF against U+E000..=U+FFFF.
 pub fn compare_utf16(a: &str, b: &str) -> Ordering {
@@ -217,7 +246,7 @@ pub(crate) fn number_to_json(n: f64) -> Json {
 }
 
 /// JavaScript's `String(number)` for the numbers JSON can carry.
-pub(crate) fn js_number_to_string(n: f64) -> String {
+pub fn js_number_to_string(n: f64) -> String {
     if n.fract() == 0.0 && n.abs() < 1e21 {
         return format!("{}", n as i128);
     }

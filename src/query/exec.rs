@@ -1,0 +1,287 @@
+//! The executor: reads candidates as planned, decides each with the evaluator, sorts, pages,
+//! and shapes results (includes, select, API form).
+
+use std::cell::Cell;
+use std::cmp::Ordering;
+
+use serde_json::{Map, Value as Json};
+
+use super::filter::{compare, lookup, resolve};
+use super::plan::{Plan, plan};
+use super::prepare::{Condition, Operand, Prepared};
+use crate::error::Result;
+use crate::schema::{Cardinality, Schema};
+use crate::store::{Access, Backend, Document};
+use crate::value::compare_json;
+
+/// What the planner chose and what it cost, for [`crate::Database::explain`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explain {
+    /// `scan`, `ids (N)` or `index (a, b, c)`.
+    pub access: String,
+    /// Rows read from storage for the root query (subqueries not counted).
+    pub rows_read: usize,
+    /// Whether the index delivered rows in the query's order (no sort needed).
+    pub ordered_by_index: bool,
+    /// How many results the query returned.
+    pub results: usize,
+}
+
+pub(crate) struct Executor<'a> {
+    pub backend: &'a dyn Backend,
+    pub schema: Option<&'a Schema>,
+    root_read: Cell<usize>,
+}
+
+type Row = (String, Document);
+
+impl<'a> Executor<'a> {
+    pub(crate) fn new(backend: &'a dyn Backend, schema: Option<&'a Schema>) -> Self {
+        Executor { backend, schema, root_read: Cell::new(0) }
+    }
+
+    /// Runs a query and returns its results in API form.
+    pub(crate) fn fetch(&self, query: &Prepared) -> Result<Vec<Json>> {
+        let (rows, _) = self.rows(query, &[], true)?;
+        rows.iter().map(|(_, doc)| self.shape(query, doc, &[])).collect()
+    }
+
+    /// Runs a query and reports how it ran.
+    pub(crate) fn explain(&self, query: &Prepared) -> Result<Explain> {
+        let (rows, plan) = self.rows(query, &[], true)?;
+        let access = match &plan.access {
+            Access::Scan => "scan".to_owned(),
+            Access::Ids(ids) => format!("ids ({})", ids.len()),
+            Access::Index(range) => format!("index ({})", range.columns.join(", ")),
+        };
+        Ok(Explain {
+            access,
+            rows_read: self.root_read.get(),
+            ordered_by_index: plan.ordered && !query.order.is_empty(),
+            results: rows.len(),
+        })
+    }
+
+    /// The entities matching `query`, in order, limited.
+    fn rows(&self, query: &Prepared, ancestors: &[&Document], root: bool) -> Result<(Vec<Row>, Plan)> {
+        let resolver = |operand: &Operand| -> Option<Json> {
+            match operand {
+                Operand::Value(v) => Some(v.clone()),
+                Operand::Undefined => None,
+                Operand::Relational { level: 0, .. } => None,
+                Operand::Relational { level, path } => {
+                    let parent = ancestors.get(ancestors.len().checked_sub(*level)?)?;
+                    lookup(parent, path).cloned()
+                }
+            }
+        };
+        let plan = plan(query, &self.backend.indexes(&query.collection), &resolver);
+        let arrives_sorted = plan.ordered || (query.order.is_empty() && plan.access == Access::Scan);
+        let hops = query.order.iter().any(|k| !k.hops.is_empty());
+        let stop_at = query.limit.filter(|_| arrives_sorted);
+        let mut rows = Vec::new();
+        let mut failure = None;
+        let read = self.backend.scan(&query.collection, &plan.access, &mut |id, doc| {
+            match self.matches(&query.filters, &doc, ancestors) {
+                Ok(true) if query.after.is_none() || hops || self.after_ok(query, &doc) => {
+                    rows.push((id.to_owned(), doc))
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    failure = Some(e);
+                    return Ok(false);
+                }
+            }
+            Ok(stop_at.is_none_or(|limit| rows.len() < limit))
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if root {
+            self.root_read.set(read);
+        }
+        if !arrives_sorted {
+            self.sort(query, &mut rows, ancestors)?;
+        }
+        if let Some(limit) = query.limit {
+            rows.truncate(limit);
+        }
+        Ok((rows, plan))
+    }
+
+    /// Whether any entity matches (an `exists` subquery).
+    fn any(&self, query: &Prepared, ancestors: &[&Document]) -> Result<bool> {
+        let mut probe = query.clone();
+        probe.order.clear();
+        probe.limit = Some(1);
+        probe.include.clear();
+        Ok(!self.rows(&probe, ancestors, false)?.0.is_empty())
+    }
+
+    fn matches(&self, conditions: &[Condition], doc: &Document, ancestors: &[&Document]) -> Result<bool> {
+        for condition in conditions {
+            if !self.holds(condition, doc, ancestors)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn holds(&self, condition: &Condition, doc: &Document, ancestors: &[&Document]) -> Result<bool> {
+        Ok(match condition {
+            Condition::Constant(b) => *b,
+            Condition::All(inner) => self.matches(inner, doc, ancestors)?,
+            Condition::Any(inner) => {
+                for c in inner {
+                    if self.holds(c, doc, ancestors)? {
+                        return Ok(true);
+                    }
+                }
+                false
+            }
+            Condition::Compare { path, op, operand, on_set } => {
+                compare(lookup(doc, path), *op, resolve(operand, doc, ancestors), *on_set)
+            }
+            Condition::Exists(sub) => {
+                let mut chain: Vec<&Document> = ancestors.to_vec();
+                chain.push(doc);
+                self.any(sub, &chain)?
+            }
+        })
+    }
+
+    /// Triplit's `satisfiesAfter`: past the cursor in the query's order. An entity's missing or
+    /// null value is lowest, below even a `null` in the cursor (Triplit compares `value ?? MIN`
+    /// with the cursor value as given).
+    fn after_ok(&self, query: &Prepared, doc: &Document) -> bool {
+        let Some((cursor, inclusive)) = &query.after else { return true };
+        for (i, (key, value)) in query.order.iter().zip(cursor).enumerate() {
+            let mut order = match lookup(doc, &key.path).filter(|v| !v.is_null()) {
+                None => Ordering::Less,
+                Some(entity_value) => compare_json(entity_value, value),
+            };
+            if key.descending {
+                order = order.reverse();
+            }
+            match order {
+                Ordering::Less => return false,
+                Ordering::Greater => return true,
+                Ordering::Equal if i == cursor.len() - 1 => return *inclusive,
+                Ordering::Equal => {}
+            }
+        }
+        true
+    }
+
+    fn sort(&self, query: &Prepared, rows: &mut Vec<Row>, ancestors: &[&Document]) -> Result<()> {
+        let hops = query.order.iter().any(|k| !k.hops.is_empty());
+        let mut keyed: Vec<(Vec<Option<Json>>, Row)> = Vec::with_capacity(rows.len());
+        for row in rows.drain(..) {
+            let mut keys = Vec::with_capacity(query.order.len());
+            for key in &query.order {
+                keys.push(self.order_value(&key.hops, &key.path, &row.1, ancestors)?);
+            }
+            keyed.push((keys, row));
+        }
+        let tie_descending = query.order.last().is_some_and(|k| k.descending);
+        keyed.sort_by(|(ka, ra), (kb, rb)| {
+            for (key, (a, b)) in query.order.iter().zip(ka.iter().zip(kb)) {
+                let order = compare_no_value_lowest(a.as_ref(), b.as_ref());
+                if order != Ordering::Equal {
+                    return if key.descending { order.reverse() } else { order };
+                }
+            }
+            let by_id = ra.0.cmp(&rb.0);
+            if tie_descending { by_id.reverse() } else { by_id }
+        });
+        for (_, row) in keyed {
+            if !hops || self.after_ok(query, &row.1) {
+                rows.push(row);
+            }
+        }
+        Ok(())
+    }
+
+    /// The value an order key sees: through one-relations first, then the attribute path.
+    fn order_value(
+        &self,
+        hops: &[Prepared],
+        path: &[String],
+        doc: &Document,
+        ancestors: &[&Document],
+    ) -> Result<Option<Json>> {
+        let Some((first, rest)) = hops.split_first() else { return Ok(lookup(doc, path).cloned()) };
+        let mut chain: Vec<&Document> = ancestors.to_vec();
+        chain.push(doc);
+        let (related, _) = self.rows(first, &chain, false)?;
+        match related.first() {
+            Some((_, next)) => self.order_value(rest, path, next, &chain),
+            None => Ok(None),
+        }
+    }
+
+    /// One result in API form: selected attributes, then included relations.
+    fn shape(&self, query: &Prepared, doc: &Document, ancestors: &[&Document]) -> Result<Json> {
+        let picked = match &query.select {
+            None => doc.clone(),
+            Some(paths) => {
+                let mut out = Map::new();
+                for path in paths {
+                    select_path(&mut out, doc, path);
+                }
+                out
+            }
+        };
+        let mut shaped = match self.schema.and_then(|s| s.collections().get(&query.collection)) {
+            Some(collection) => collection.document_to_api(&picked),
+            None => picked.into_iter().filter(|(_, v)| !v.is_null()).collect(),
+        };
+        if !query.include.is_empty() {
+            let mut chain: Vec<&Document> = ancestors.to_vec();
+            chain.push(doc);
+            for included in &query.include {
+                let (rows, _) = self.rows(&included.query, &chain, false)?;
+                let value = match included.cardinality {
+                    Cardinality::One => match rows.first() {
+                        Some((_, related)) => self.shape(&included.query, related, &chain)?,
+                        None => Json::Null,
+                    },
+                    Cardinality::Many => Json::Array(
+                        rows.iter()
+                            .map(|(_, related)| self.shape(&included.query, related, &chain))
+                            .collect::<Result<Vec<_>>>()?,
+                    ),
+                };
+                shaped.insert(included.alias.clone(), value);
+            }
+        }
+        Ok(Json::Object(shaped))
+    }
+}
+
+/// Triplit's sort order: `value ?? MIN`, so missing and `null` tie below everything.
+fn compare_no_value_lowest(a: Option<&Json>, b: Option<&Json>) -> Ordering {
+    match (a.filter(|v| !v.is_null()), b.filter(|v| !v.is_null())) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Less,
+        (Some(_), None) => Ordering::Greater,
+        (Some(a), Some(b)) => compare_json(a, b),
+    }
+}
+
+/// Copies `path` from `doc` into `out`. Like Triplit, the records along the path are kept even
+/// when the selected leaf is missing (`profile.bio` on a profile without a bio gives
+/// `{"profile": {}}`).
+fn select_path(out: &mut Map<String, Json>, doc: &Map<String, Json>, path: &[String]) {
+    let (head, rest) = path.split_first().expect("paths are never empty");
+    let Some(value) = doc.get(head) else { return };
+    if rest.is_empty() {
+        out.insert(head.clone(), value.clone());
+        return;
+    }
+    let Json::Object(inner) = value else { return };
+    let child = out.entry(head.clone()).or_insert_with(|| Json::Object(Map::new()));
+    if let Json::Object(map) = child {
+        select_path(map, inner, rest);
+    }
+}

@@ -1,0 +1,20 @@
+//! The query engine: Triplit's query language, parsed ([`ast`]), prepared against the schema,
+//! planned onto indexes, and executed with one filter evaluator shared with permissions and
+//! live queries.
+
+mod ast;
+mod error;
+mod exec;
+mod filter;
+mod like;
+mod plan;
+mod prepare;
+
+pub use ast::{Direction, Filter, Include, Query};
+pub use error::QueryErrorKind;
+pub use exec::Explain;
+pub use prepare::Variables;
+
+pub(crate) use exec::Executor;
+pub(crate) use filter::lookup as lookup_path;
+pub(crate) use prepare::prepare;
