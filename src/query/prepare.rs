@@ -446,13 +446,7 @@ impl Preparer<'_> {
         }
     }
 
-    fn statement(
-        &self,
-        collection: Option<&Collection>,
-        path: &str,
-        op_text: &str,
-        value: &Json,
-    ) -> Result<Condition> {
+    fn statement(&self, collection: Option<&Collection>, path: &str, op_text: &str, value: &Json) -> Result<Condition> {
         let op = Op::parse(op_text)
             .ok_or_else(|| query_error(Kind::InvalidFilter, format!("The operator {op_text} is not recognized.")))?;
         let mut on_set = false;
