@@ -150,6 +150,9 @@ fn filter_cases() -> Vec<(Json, &'static str)> {
         (json!([["j", ">", 1]]), "c f g"),
         (json!([["j", "<", "a"]]), "a b d e f"),
         (json!([["j", "like", "te%"]]), "c"),
+        (json!([["j", "like", "[object%"]]), "a"), // JavaScript's String({}) is "[object Object]"
+        (json!([["j", "like", "1,2"]]), "b"),      // and String([1, 2]) is "1,2"
+        (json!([["s", "like", "%pp%"], ["s", "=", "apple"]]), "a"),
         (json!([["j.k", "=", 1]]), "a"),
         (json!([["j", "in", [5, "text"]]]), "c f"),
         (json!([["j", "has", 1]]), "b"),

@@ -161,7 +161,7 @@ impl Database {
         let mut schema_slot = self.shared.schema.write();
         let backend = store.backend();
         let change = SchemaChange::evaluate(schema_slot.as_deref(), &schema, &mut |collection, visit| {
-            backend.scan(collection, &Access::Scan, &mut |_, doc| Ok(visit(&Json::Object(doc)))).map(drop)
+            backend.scan(collection, &Access::Scan, &[], &mut |_, doc| Ok(visit(&Json::Object(doc.clone())))).map(drop)
         })?;
         if !change.successful {
             return Err(Error::IncompatibleSchema(Box::new(change)));

@@ -118,8 +118,8 @@ impl Transaction<'_> {
         let schema = self.schema();
         let shape = shape(&schema, collection)?;
         let mut out = Vec::new();
-        self.store.backend().scan(collection, &Access::Scan, &mut |_, doc| {
-            out.push(Json::Object(to_api(&shape, &doc)));
+        self.store.backend().scan(collection, &Access::Scan, &[], &mut |_, doc| {
+            out.push(Json::Object(to_api(&shape, doc)));
             Ok(true)
         })?;
         Ok(out)

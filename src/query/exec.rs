@@ -8,10 +8,10 @@ use serde_json::{Map, Value as Json};
 
 use super::filter::{compare, lookup, resolve};
 use super::plan::{Plan, plan};
-use super::prepare::{Condition, Operand, Prepared};
+use super::prepare::{Condition, Op, Operand, Prepared};
 use crate::error::Result;
 use crate::schema::{Cardinality, Schema};
-use crate::store::{Access, Backend, Document};
+use crate::store::{Access, Backend, Document, Needle};
 use crate::value::compare_json;
 
 /// What the planner chose and what it cost, for [`crate::Database::explain`].
@@ -43,7 +43,7 @@ impl<'a> Executor<'a> {
     /// Runs a query and returns its results in API form.
     pub(crate) fn fetch(&self, query: &Prepared) -> Result<Vec<Json>> {
         let (rows, _) = self.rows(query, &[], true)?;
-        rows.iter().map(|(_, doc)| self.shape(query, doc, &[])).collect()
+        rows.into_iter().map(|(_, doc)| self.shape(query, doc, &[])).collect()
     }
 
     /// Runs a query and reports how it ran.
@@ -81,10 +81,11 @@ impl<'a> Executor<'a> {
         let stop_at = query.limit.filter(|_| arrives_sorted);
         let mut rows = Vec::new();
         let mut failure = None;
-        let read = self.backend.scan(&query.collection, &plan.access, &mut |id, doc| {
-            match self.matches(&query.filters, &doc, ancestors) {
-                Ok(true) if query.after.is_none() || hops || self.after_ok(query, &doc) => {
-                    rows.push((id.to_owned(), doc))
+        let needles = needles(&query.filters);
+        let read = self.backend.scan(&query.collection, &plan.access, &needles, &mut |id, doc| {
+            match self.matches(&query.filters, doc, ancestors) {
+                Ok(true) if query.after.is_none() || hops || self.after_ok(query, doc) => {
+                    rows.push((id.to_owned(), doc.clone()))
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -139,7 +140,7 @@ impl<'a> Executor<'a> {
                 }
                 false
             }
-            Condition::Compare { path, op, operand, on_set } => {
+            Condition::Compare { path, op, operand, on_set, .. } => {
                 compare(lookup(doc, path), *op, resolve(operand, doc, ancestors), *on_set)
             }
             Condition::Exists(sub) => {
@@ -220,43 +221,85 @@ impl<'a> Executor<'a> {
         }
     }
 
-    /// One result in API form: selected attributes, then included relations.
-    fn shape(&self, query: &Prepared, doc: &Document, ancestors: &[&Document]) -> Result<Json> {
+    /// One result in API form: selected attributes, then included relations. Takes the
+    /// document by value so attributes move into the result instead of being copied.
+    fn shape(&self, query: &Prepared, doc: Document, ancestors: &[&Document]) -> Result<Json> {
+        let mut included = Vec::with_capacity(query.include.len());
+        if !query.include.is_empty() {
+            let mut chain: Vec<&Document> = ancestors.to_vec();
+            chain.push(&doc);
+            for include in &query.include {
+                let (rows, _) = self.rows(&include.query, &chain, false)?;
+                let value = match include.cardinality {
+                    Cardinality::One => match rows.into_iter().next() {
+                        Some((_, related)) => self.shape(&include.query, related, &chain)?,
+                        None => Json::Null,
+                    },
+                    Cardinality::Many => Json::Array(
+                        rows.into_iter()
+                            .map(|(_, related)| self.shape(&include.query, related, &chain))
+                            .collect::<Result<Vec<_>>>()?,
+                    ),
+                };
+                included.push((include.alias.clone(), value));
+            }
+        }
         let picked = match &query.select {
-            None => doc.clone(),
+            None => doc,
             Some(paths) => {
                 let mut out = Map::new();
                 for path in paths {
-                    select_path(&mut out, doc, path);
+                    select_path(&mut out, &doc, path);
                 }
                 out
             }
         };
         let mut shaped = match self.schema.and_then(|s| s.collections().get(&query.collection)) {
-            Some(collection) => collection.document_to_api(&picked),
+            Some(collection) => collection.into_api(picked),
             None => picked.into_iter().filter(|(_, v)| !v.is_null()).collect(),
         };
-        if !query.include.is_empty() {
-            let mut chain: Vec<&Document> = ancestors.to_vec();
-            chain.push(doc);
-            for included in &query.include {
-                let (rows, _) = self.rows(&included.query, &chain, false)?;
-                let value = match included.cardinality {
-                    Cardinality::One => match rows.first() {
-                        Some((_, related)) => self.shape(&included.query, related, &chain)?,
-                        None => Json::Null,
-                    },
-                    Cardinality::Many => Json::Array(
-                        rows.iter()
-                            .map(|(_, related)| self.shape(&included.query, related, &chain))
-                            .collect::<Result<Vec<_>>>()?,
-                    ),
-                };
-                shaped.insert(included.alias.clone(), value);
-            }
-        }
+        shaped.extend(included);
         Ok(Json::Object(shaped))
     }
+}
+
+/// Substrings the stored JSON text of any row matching `conditions` must contain: the literal
+/// segments of a top-level `like` pattern (ASCII, any case) and the JSON text of a string a
+/// top-level `=` requires, on attributes stored as JSON strings. Only conditions that must all
+/// hold (top level, `and`) qualify.
+fn needles(conditions: &[Condition]) -> Vec<Needle> {
+    let mut out = Vec::new();
+    for condition in conditions {
+        match condition {
+            Condition::All(inner) => out.extend(needles(inner)),
+            Condition::Compare {
+                op: Op::Like,
+                operand: Operand::Value(Json::String(pattern)),
+                stored_as_string: true,
+                ..
+            } => {
+                for segment in pattern.split(['%', '_']) {
+                    // Letters outside ASCII fold in ways a byte search cannot follow, and
+                    // characters JSON escapes are stored differently.
+                    let plain =
+                        segment.bytes().all(|b| b.is_ascii() && !b.is_ascii_control() && b != b'"' && b != b'\\');
+                    if plain && !segment.is_empty() {
+                        out.push(Needle::new(segment.as_bytes(), true));
+                    }
+                }
+            }
+            Condition::Compare {
+                op: Op::Eq,
+                operand: Operand::Value(value @ Json::String(_)),
+                stored_as_string: true,
+                ..
+            } => {
+                out.push(Needle::new(value.to_string().as_bytes(), false));
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Triplit's sort order: `value ?? MIN`, so missing and `null` tie below everything.

@@ -33,7 +33,7 @@ fn bounds<'q>(conditions: &'q [Condition], resolve: &dyn Fn(&Operand) -> Option<
     for condition in conditions {
         match condition {
             Condition::All(inner) => bounds(inner, resolve, out),
-            Condition::Compare { path, op, operand, on_set: false } => {
+            Condition::Compare { path, op, operand, on_set: false, .. } => {
                 if let Some(value) = resolve(operand) {
                     out.push(Bound { path: path.join("."), op: *op, value, _condition: condition });
                 }

@@ -52,7 +52,15 @@ pub(crate) enum Condition {
     Constant(bool),
     All(Vec<Condition>),
     Any(Vec<Condition>),
-    Compare { path: Vec<String>, op: Op, operand: Operand, on_set: bool },
+    /// `stored_as_string`: the schema types the attribute string or date, so a matching
+    /// value appears in the stored JSON text as a JSON string (used to skip rows unparsed).
+    Compare {
+        path: Vec<String>,
+        op: Op,
+        operand: Operand,
+        on_set: bool,
+        stored_as_string: bool,
+    },
     Exists(Box<Prepared>),
 }
 
@@ -450,6 +458,7 @@ impl Preparer<'_> {
         let op = Op::parse(op_text)
             .ok_or_else(|| query_error(Kind::InvalidFilter, format!("The operator {op_text} is not recognized.")))?;
         let mut on_set = false;
+        let mut stored_as_string = false;
         if let Some(c) = collection {
             let segments: Vec<&str> = path.split('.').collect();
             match resolve_path(c, &segments) {
@@ -487,10 +496,11 @@ impl Preparer<'_> {
                         ));
                     }
                     on_set = matches!(ty, DataType::Set { .. });
+                    stored_as_string = matches!(ty, DataType::String { .. } | DataType::Date(_));
                 }
             }
         }
-        Ok(Condition::Compare { path: split(path), op, operand: self.operand(value), on_set })
+        Ok(Condition::Compare { path: split(path), op, operand: self.operand(value), on_set, stored_as_string })
     }
 
     fn operand(&self, value: &Json) -> Operand {

@@ -291,14 +291,20 @@ impl Collection {
 
     /// Encoded document → API form (sets as arrays, nulls left out).
     pub fn document_to_api(&self, doc: &Map<String, Json>) -> Map<String, Json> {
-        doc.iter()
+        self.into_api(doc.clone())
+    }
+
+    /// Like [`Collection::document_to_api`], consuming the document (no copies of the values
+    /// that need no conversion).
+    pub fn into_api(&self, doc: Map<String, Json>) -> Map<String, Json> {
+        doc.into_iter()
             .filter(|(_, v)| !v.is_null())
             .map(|(k, v)| {
-                let api = match self.attributes.get(k) {
-                    Some(ty) => ty.to_api_json(v),
-                    None => v.clone(),
+                let api = match self.attributes.get(&k) {
+                    Some(ty) => ty.into_api_json(v),
+                    None => v,
                 };
-                (k.clone(), api)
+                (k, api)
             })
             .collect()
     }

@@ -451,6 +451,28 @@ impl DataType {
         }
     }
 
+    /// Encoded form → API form, consuming the value.
+    pub fn into_api_json(&self, value: Json) -> Json {
+        match (self, value) {
+            (DataType::Set { .. }, value @ Json::Object(_)) => self.decode(&value).to_json(),
+            (DataType::Record { properties, .. }, Json::Object(fields)) => Json::Object(
+                fields
+                    .into_iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, v)| {
+                        let api = match properties.get(&k) {
+                            Some(ty) => ty.into_api_json(v),
+                            None => v,
+                        };
+                        (k, api)
+                    })
+                    .collect(),
+            ),
+            (DataType::Number(_), Json::Number(n)) => number_to_json(n.as_f64().unwrap_or(f64::NAN)),
+            (_, value) => value,
+        }
+    }
+
     /// Encoded form → API form (sets as arrays, nulls left out).
     pub fn to_api_json(&self, value: &Json) -> Json {
         match (self, value) {

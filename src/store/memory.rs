@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::state::EntityState;
-use super::{Access, Backend, Document, IndexRange, RowWrite, Timestamp};
+use super::{Access, Backend, Document, IndexRange, Needle, RowWrite, Timestamp};
 use crate::error::Result;
 use crate::query::lookup_path;
 use crate::value::sort_key;
@@ -158,7 +158,8 @@ impl Backend for MemoryBackend {
         &self,
         collection: &str,
         access: &Access,
-        visit: &mut dyn FnMut(&str, Document) -> Result<bool>,
+        _needles: &[Needle], // Documents are already parsed here: nothing to save.
+        visit: &mut dyn FnMut(&str, &Document) -> Result<bool>,
     ) -> Result<usize> {
         let Some(table) = self.tables.get(collection) else { return Ok(0) };
         let mut read = 0;
@@ -179,7 +180,7 @@ impl Backend for MemoryBackend {
             for id in ids {
                 if let Some(doc) = table.get(id).and_then(|r| r.doc.as_ref()) {
                     read += 1;
-                    if !visit(id, doc.clone())? {
+                    if !visit(id, doc)? {
                         break;
                     }
                 }
@@ -189,7 +190,7 @@ impl Backend for MemoryBackend {
         for (id, row) in table {
             if let Some(doc) = &row.doc {
                 read += 1;
-                if !visit(id, doc.clone())? {
+                if !visit(id, doc)? {
                     break;
                 }
             }

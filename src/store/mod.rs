@@ -61,6 +61,44 @@ pub(crate) struct IndexRange {
     pub descending: bool,
 }
 
+/// A substring that every matching row's stored JSON text must contain: a scan skips rows
+/// without it before parsing them. Derived from filters as a necessary condition only — the
+/// evaluator still decides every row that passes.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Needle {
+    pub bytes: Vec<u8>,
+    /// Match ASCII letters in either case (the needle is stored lowercase).
+    pub ignore_ascii_case: bool,
+}
+
+impl Needle {
+    /// A needle for `segment`; case-insensitive for ASCII letters when `ignore_case`.
+    pub(crate) fn new(segment: &[u8], ignore_case: bool) -> Self {
+        let ignore_ascii_case = ignore_case && segment.iter().any(u8::is_ascii_alphabetic);
+        let bytes = if ignore_ascii_case { segment.to_ascii_lowercase() } else { segment.to_vec() };
+        Needle { bytes, ignore_ascii_case }
+    }
+
+    /// Whether `text` contains the needle.
+    pub(crate) fn found_in(&self, text: &[u8]) -> bool {
+        let n = self.bytes.as_slice();
+        let Some(&first) = n.first() else { return true };
+        if !self.ignore_ascii_case {
+            return memchr::memmem::find(text, n).is_some();
+        }
+        let upper = first.to_ascii_uppercase();
+        let mut from = 0;
+        while let Some(offset) = memchr::memchr2(first, upper, &text[from..]) {
+            let at = from + offset;
+            if text.len() - at >= n.len() && text[at..at + n.len()].eq_ignore_ascii_case(n) {
+                return true;
+            }
+            from = at + 1;
+        }
+        false
+    }
+}
+
 /// Storage of entity rows and metadata, with one transaction at a time.
 ///
 /// All writes happen between `begin` and `commit`/`rollback`; reads may happen anywhere and see
@@ -78,11 +116,13 @@ pub(crate) trait Backend: Send {
     /// Writes a row, replacing any existing one.
     fn write_row(&mut self, collection: &str, id: &str, row: &RowWrite) -> Result<()>;
     /// Visits candidate documents until `visit` returns false; returns how many rows it read.
+    /// Rows whose stored text lacks one of `needles` may be skipped unvisited.
     fn scan(
         &self,
         collection: &str,
         access: &Access,
-        visit: &mut dyn FnMut(&str, Document) -> Result<bool>,
+        needles: &[Needle],
+        visit: &mut dyn FnMut(&str, &Document) -> Result<bool>,
     ) -> Result<usize>;
     /// Names of collections that have rows.
     fn collection_names(&self) -> Result<Vec<String>>;
@@ -145,5 +185,23 @@ impl Store {
         let doc = state.materialize();
         let changed = state.latest().cloned().unwrap_or_else(|| Timestamp::new(0, 0, ""));
         self.backend.write_row(collection, id, &RowWrite { state, doc: doc.as_ref(), changed: &changed })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Needle;
+
+    #[test]
+    fn needles_find_substrings_exactly_or_in_any_ascii_case() {
+        let exact = Needle::new(b"\"apple\"", false);
+        assert!(exact.found_in(br#"{"s":"apple"}"#));
+        assert!(!exact.found_in(br#"{"s":"Apple"}"#));
+        let any_case = Needle::new(b"aN", true);
+        assert!(any_case.found_in(b"BANANA"));
+        assert!(!any_case.found_in(b"b"));
+        assert!(any_case.found_in(b"xxa\nban"));
+        assert!(!Needle::new(b"99", true).ignore_ascii_case, "no letters: an exact search");
+        assert!(Needle::new(b"", true).found_in(b""));
     }
 }

@@ -20,11 +20,11 @@ use std::sync::Arc;
 
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
-use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value as Json;
 
 use super::state::EntityState;
-use super::{Access, Backend, Document, IndexRange, RowWrite};
+use super::{Access, Backend, Document, IndexRange, Needle, RowWrite};
 use crate::error::{Error, Result};
 use crate::value::sort_key;
 
@@ -184,8 +184,11 @@ impl SqliteBackend {
         }
     }
 
-    /// The SQL and parameters reading one index range.
-    fn index_query(&self, collection: &str, sql: &TableSql, range: &IndexRange) -> Result<(String, Vec<SqlValue>)> {
+    /// The SQL reading one index range. Keys are written into the SQL as blob literals rather
+    /// than bound: SQLite recompiles a statement whenever a bound value could change its plan,
+    /// which would cost more than the query; with literals, a repeated query reuses its cached
+    /// compiled statement.
+    fn index_query(&self, collection: &str, sql: &TableSql, range: &IndexRange) -> Result<String> {
         let name = self
             .indexes
             .get(collection)
@@ -194,22 +197,19 @@ impl SqliteBackend {
             .ok_or_else(|| Error::Corrupt(format!("no index on {collection}({})", range.columns.join(", "))))?;
         let expressions: Vec<String> = range.columns.iter().map(|c| key_expression(c)).collect();
         let mut conditions = vec!["doc IS NOT NULL".to_owned()];
-        let mut params = Vec::new();
         for (expression, key) in expressions.iter().zip(&range.equal) {
-            params.push(SqlValue::Blob(key.clone()));
-            conditions.push(format!("{expression} = ?{}", params.len()));
+            conditions.push(format!("{expression} = {}", blob_literal(key)));
         }
         let next = &expressions[range.equal.len().min(expressions.len() - 1)];
         for (bound, less) in [(&range.lower, false), (&range.upper, true)] {
             if let Some((key, inclusive)) = bound {
-                params.push(SqlValue::Blob(key.clone()));
                 let op = match (less, inclusive) {
                     (false, true) => ">=",
                     (false, false) => ">",
                     (true, true) => "<=",
                     (true, false) => "<",
                 };
-                conditions.push(format!("{next} {op} ?{}", params.len()));
+                conditions.push(format!("{next} {op} {}", blob_literal(key)));
             }
         }
         let direction = if range.descending { "DESC" } else { "ASC" };
@@ -218,13 +218,12 @@ impl SqliteBackend {
             .map(|e| format!("{e} {direction}"))
             .chain([format!("id {direction}")])
             .collect();
-        let query = format!(
+        Ok(format!(
             "SELECT id, doc FROM {} INDEXED BY {name} WHERE {} ORDER BY {}",
             sql.table,
             conditions.join(" AND "),
             order.join(", ")
-        );
-        Ok((query, params))
+        ))
     }
 
     fn row_params(row: &RowWrite) -> (Option<String>, Vec<u8>, Vec<u8>) {
@@ -260,6 +259,18 @@ fn register_key_function(conn: &Connection) -> Result<()> {
         },
     )?;
     Ok(())
+}
+
+fn blob_literal(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut literal = String::with_capacity(bytes.len() * 2 + 3);
+    literal.push_str("x'");
+    for byte in bytes {
+        literal.push(HEX[usize::from(byte >> 4)] as char);
+        literal.push(HEX[usize::from(byte & 15)] as char);
+    }
+    literal.push('\'');
+    literal
 }
 
 fn parse_doc(text: &str) -> Result<Document> {
@@ -330,17 +341,18 @@ impl Backend for SqliteBackend {
         &self,
         collection: &str,
         access: &Access,
-        visit: &mut dyn FnMut(&str, Document) -> Result<bool>,
+        needles: &[Needle],
+        visit: &mut dyn FnMut(&str, &Document) -> Result<bool>,
     ) -> Result<usize> {
         let Some(sql) = self.existing_table(collection)? else { return Ok(0) };
-        let (query, params): (String, Vec<SqlValue>) = match access {
-            Access::Scan => (sql.scan.clone(), Vec::new()),
+        let query = match access {
+            Access::Scan => sql.scan.clone(),
             Access::Ids(ids) => {
                 let mut read = 0;
                 for id in ids {
                     if let Some(doc) = self.read_doc(collection, id)? {
                         read += 1;
-                        if !visit(id, doc)? {
+                        if !visit(id, &doc)? {
                             break;
                         }
                     }
@@ -350,13 +362,18 @@ impl Backend for SqliteBackend {
             Access::Index(range) => self.index_query(collection, &sql, range)?,
         };
         let mut stmt = self.conn.prepare_cached(&query)?;
-        let mut rows = stmt.query(params_from_iter(params.iter()))?;
+        let mut rows = stmt.query([])?;
         let mut read = 0;
         while let Some(row) = rows.next()? {
             read += 1;
+            let ValueRef::Text(text) = row.get_ref(1)? else { continue };
+            if !needles.iter().all(|n| n.found_in(text)) {
+                continue;
+            }
+            let doc: Document =
+                serde_json::from_slice(text).map_err(|e| Error::Corrupt(format!("stored document: {e}")))?;
             let id: String = row.get(0)?;
-            let text: String = row.get(1)?;
-            if !visit(&id, parse_doc(&text)?)? {
+            if !visit(&id, &doc)? {
                 break;
             }
         }
