@@ -20,12 +20,20 @@ pub(crate) fn compare(value: Option<&Json>, op: Op, operand: Option<&Json>, on_s
     let (value_empty, operand_empty) = (empty(value), empty(operand));
     let order = || compare_json(value.unwrap_or(&Json::Null), operand.unwrap_or(&Json::Null));
     match op {
-        Op::Eq => (value_empty && operand_empty) || (!value_empty || !operand_empty) && order().is_eq(),
+        // "No value" on either side first (Triplit: null is less than everything), then order.
+        Op::Eq => (value_empty && operand_empty) || order().is_eq(),
         Op::Ne => !(value_empty && operand_empty) && order().is_ne(),
-        Op::Gt => !value_empty && (operand_empty || order().is_gt()),
-        Op::Ge => (value_empty && operand_empty) || (!value_empty && (operand_empty || order().is_ge())),
-        Op::Lt => !operand_empty && (value_empty || order().is_lt()),
-        Op::Le => (value_empty && operand_empty) || (!operand_empty && (value_empty || order().is_le())),
+        Op::Gt | Op::Ge | Op::Lt | Op::Le => match (value_empty, operand_empty) {
+            (true, true) => matches!(op, Op::Ge | Op::Le),
+            (true, false) => matches!(op, Op::Lt | Op::Le),
+            (false, true) => matches!(op, Op::Gt | Op::Ge),
+            (false, false) => match op {
+                Op::Gt => order().is_gt(),
+                Op::Ge => order().is_ge(),
+                Op::Lt => order().is_lt(),
+                _ => order().is_le(),
+            },
+        },
         Op::Like | Op::Nlike => {
             let matched = match (value, operand) {
                 (Some(v), Some(p)) if !value_empty && !operand_empty => like(&js_string(v), &js_string(p)),

@@ -232,8 +232,7 @@ impl Preparer<'_> {
     fn query(&self, query: &Query) -> Result<Prepared> {
         let collection = self.collection(&query.collection)?;
         let select = query.select.as_ref().map(|paths| self.select(collection, paths)).transpose()?;
-        let filters =
-            query.filters.iter().map(|f| self.filter(&query.collection, collection, f)).collect::<Result<Vec<_>>>()?;
+        let filters = query.filters.iter().map(|f| self.filter(collection, f)).collect::<Result<Vec<_>>>()?;
         let order =
             query.order.iter().map(|(path, dir)| self.order_key(collection, path, *dir)).collect::<Result<Vec<_>>>()?;
         let after = query.after.as_ref().map(|after| self.after(collection, query, after)).transpose()?;
@@ -411,11 +410,11 @@ impl Preparer<'_> {
         Ok((converted, *inclusive))
     }
 
-    fn filter(&self, name: &str, collection: Option<&Collection>, filter: &Filter) -> Result<Condition> {
+    fn filter(&self, collection: Option<&Collection>, filter: &Filter) -> Result<Condition> {
         match filter {
             Filter::Constant(b) => Ok(Condition::Constant(*b)),
             Filter::Group { or, filters } => {
-                let inner = filters.iter().map(|f| self.filter(name, collection, f)).collect::<Result<Vec<_>>>()?;
+                let inner = filters.iter().map(|f| self.filter(collection, f)).collect::<Result<Vec<_>>>()?;
                 Ok(if *or { Condition::Any(inner) } else { Condition::All(inner) })
             }
             Filter::Exists(query) => {
