@@ -178,7 +178,7 @@ impl SchemaChange {
         }
         let broken: Vec<&SchemaIssue> = issues.iter().filter(|i| i.violates_existing_data).collect();
         let (successful, code, message) = if broken.is_empty() {
-            (true, SchemaChangeCode::Success, "Schema update successful".to_owned())
+            (true, SchemaChangeCode::Success, "Schema updated successfully".to_owned())
         } else {
             let what: Vec<String> = broken.iter().map(|i| i.issue.clone()).collect();
             (
