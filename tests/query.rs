@@ -263,6 +263,21 @@ fn select_and_includes() {
 }
 
 #[test]
+fn relational_variables_through_relations_become_exists() {
+    for (name, db) in databases() {
+        // For each item, the owners whose name is the item's owner's name.
+        let query = json!({"collectionName": "items", "where": [["id", "in", ["a", "b", "c"]]], "order": [["id", "ASC"]], "select": ["id"],
+            "include": {"same_name": {"subquery": {"collectionName": "owners", "where": [["name", "=", "$1.owner.name"]], "select": ["id"]}, "cardinality": "many"}}});
+        let rows = run(&db, &query, &Variables::new()).unwrap();
+        assert_eq!(
+            Json::Array(rows),
+            json!([{"id": "a", "same_name": [{"id": "o1"}]}, {"id": "b", "same_name": [{"id": "o2"}]}, {"id": "c", "same_name": []}]),
+            "{name}"
+        );
+    }
+}
+
+#[test]
 fn invalid_queries_are_named_errors() {
     let db = Database::builder().schema(schema(true)).open_in_memory().unwrap();
     let cases = [

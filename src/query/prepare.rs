@@ -6,9 +6,13 @@
 //! - static variables (`$global`, `$session`/`$token`, `$role`, `$query`, `$prev`) are replaced
 //!   by their values — a missing one becomes *undefined*, which matches nothing it is compared
 //!   with, as in Triplit; relational variables (`$1.x`: the parent entity, `$2.x`: its parent,
-//!   bare `$x` = `$1.x`) are resolved per entity while the query runs;
+//!   bare `$x` = `$1.x`) are resolved per entity while the query runs, and one whose path
+//!   crosses a relation (`$1.owner.name`) becomes an `exists` over that relation with the
+//!   comparison flipped;
 //! - `include` shorthands and `_extends` become subqueries with a cardinality;
 //! - order paths through one-relations become hops the executor follows.
+
+use std::cell::RefCell;
 
 use serde_json::{Map, Value as Json};
 
@@ -163,12 +167,15 @@ pub(crate) fn prepare(query: &Query, schema: Option<&Schema>, vars: &Variables) 
     if !query.vars.is_empty() && !vars.scopes.contains_key("$query") {
         vars.scopes.insert("$query".into(), Json::Object(query.vars.clone()));
     }
-    Preparer { schema, vars: &vars }.query(query)
+    Preparer { schema, vars: &vars, scopes: RefCell::new(Vec::new()) }.query(query)
 }
 
 struct Preparer<'a> {
     schema: Option<&'a Schema>,
     vars: &'a Variables,
+    /// Collections of the queries being prepared, outermost first: `$N` refers to the entity
+    /// of the query N levels up.
+    scopes: RefCell<Vec<String>>,
 }
 
 /// What a dotted path leads to in a collection.
@@ -230,6 +237,13 @@ impl Preparer<'_> {
     }
 
     fn query(&self, query: &Query) -> Result<Prepared> {
+        self.scopes.borrow_mut().push(query.collection.clone());
+        let prepared = self.query_in_scope(query);
+        self.scopes.borrow_mut().pop();
+        prepared
+    }
+
+    fn query_in_scope(&self, query: &Query) -> Result<Prepared> {
         let collection = self.collection(&query.collection)?;
         let select = query.select.as_ref().map(|paths| self.select(collection, paths)).transpose()?;
         let filters = query.filters.iter().map(|f| self.filter(collection, f)).collect::<Result<Vec<_>>>()?;
@@ -499,7 +513,59 @@ impl Preparer<'_> {
                 }
             }
         }
-        Ok(Condition::Compare { path: split(path), op, operand: self.operand(value), on_set, stored_as_string })
+        let operand = self.operand(value);
+        if let Operand::Relational { level, path: var_path } = &operand {
+            if let Some(exists) = self.relational_variable_through_relation(*level, var_path, path, op_text)? {
+                return Ok(exists);
+            }
+        }
+        Ok(Condition::Compare { path: split(path), op, operand, on_set, stored_as_string })
+    }
+
+    /// `[prop, op, '$N.rel.attr']` where `rel` is a relation of the entity N levels up: some
+    /// entity of that relation must satisfy `[attr, flipped op, $1.prop]`.
+    fn relational_variable_through_relation(
+        &self,
+        level: usize,
+        var_path: &[String],
+        prop: &str,
+        op: &str,
+    ) -> Result<Option<Condition>> {
+        let scope = {
+            let scopes = self.scopes.borrow();
+            match scopes.len().checked_sub(level + 1) {
+                Some(i) if level > 0 => scopes[i].clone(),
+                _ => return Ok(None),
+            }
+        };
+        let Some(collection) = self.collection(&scope)? else { return Ok(None) };
+        let segments: Vec<&str> = var_path.iter().map(String::as_str).collect();
+        let PathTarget::Relation { depth, query, .. } = resolve_path(collection, &segments) else { return Ok(None) };
+        if depth == segments.len() {
+            return Ok(None);
+        }
+        let flipped = match op {
+            "=" | "!=" => op,
+            "<" => ">",
+            ">" => "<",
+            "<=" => ">=",
+            ">=" => "<=",
+            other => {
+                return Err(query_error(
+                    Kind::InvalidFilter,
+                    format!("Cannot flip operator {other} for a variable path through a relation"),
+                ));
+            }
+        };
+        let mut sub = Self::relation_query(query)?;
+        // The relation's `$N` counted from the referenced entity, which is now `level` further up.
+        sub.filters = sub.filters.iter().map(|f| shift_relational(f, level)).collect();
+        sub.filters.push(Filter::Statement {
+            path: segments[depth..].join("."),
+            op: flipped.to_owned(),
+            value: Json::String(format!("$1.{prop}")),
+        });
+        Ok(Some(Condition::Exists(Box::new(self.query(&sub)?))))
     }
 
     fn operand(&self, value: &Json) -> Operand {
@@ -523,6 +589,24 @@ impl Preparer<'_> {
         let mut path: Vec<String> = components.iter().map(|s| (*s).to_owned()).collect();
         path[0] = path[0][1..].to_owned();
         Operand::Relational { level: 1, path }
+    }
+}
+
+/// Shifts the relational variables of a filter's statements `by` levels (nested `exists`
+/// subqueries keep theirs: they count from their own parent).
+fn shift_relational(filter: &Filter, by: usize) -> Filter {
+    match filter {
+        Filter::Statement { path, op, value } => {
+            let mut shifted = value.clone();
+            for _ in 0..by {
+                shifted = increment_relational(&shifted);
+            }
+            Filter::Statement { path: path.clone(), op: op.clone(), value: shifted }
+        }
+        Filter::Group { or, filters } => {
+            Filter::Group { or: *or, filters: filters.iter().map(|f| shift_relational(f, by)).collect() }
+        }
+        other => other.clone(),
     }
 }
 
