@@ -50,6 +50,10 @@ pub enum Error {
     #[error("{kind}: {message}")]
     Query { kind: crate::query::QueryErrorKind, message: String },
 
+    /// A token that cannot be accepted, or a key configuration that cannot be used.
+    #[error("{kind}: {message}")]
+    Auth { kind: crate::auth::AuthErrorKind, message: String },
+
     /// The SQLite backend failed.
     #[error("storage: {0}")]
     Storage(#[from] rusqlite::Error),

@@ -8,6 +8,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod auth;
 mod db;
 mod error;
 pub mod query;
@@ -15,6 +16,7 @@ pub mod schema;
 pub mod store;
 pub mod value;
 
+pub use auth::{AuthConfig, DevTokenKind, VerifiedToken, mint_dev_token};
 pub use db::{Database, DatabaseBuilder, Transaction};
 pub use error::{Error, Result};
 pub use query::{Direction, Explain, Filter, Query, Variables};

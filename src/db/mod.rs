@@ -10,6 +10,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 use serde_json::Value as Json;
 
+use crate::auth::{AuthConfig, VerifiedToken, Verifier};
 use crate::error::{Error, Result};
 use crate::query::{Explain, Filter, Query, Variables};
 use crate::schema::{Schema, SchemaChange};
@@ -35,6 +36,7 @@ struct Shared {
     store: Mutex<Store>,
     schema: RwLock<Option<Arc<Schema>>>,
     clock: HybridClock,
+    verifier: Verifier,
 }
 
 /// Options for opening a [`Database`].
@@ -44,6 +46,7 @@ pub struct DatabaseBuilder {
     client_id: Option<String>,
     clock: Option<Arc<dyn Clock>>,
     durability: Durability,
+    auth: AuthConfig,
 }
 
 impl DatabaseBuilder {
@@ -66,6 +69,32 @@ impl DatabaseBuilder {
         self
     }
 
+    /// `JWT_SECRET`: verifies Triplit's own tokens (service, anonymous) and, when no external
+    /// key is set, every token. An HMAC secret, a PEM public key, a JWK or JWK Set, or a JWKS URL.
+    pub fn jwt_secret(mut self, key: impl Into<String>) -> Self {
+        self.auth.jwt_secret = Some(key.into());
+        self
+    }
+
+    /// `EXTERNAL_JWT_SECRET`: verifies an identity provider's tokens (Clerk, Auth0, …). A PEM
+    /// public key (also on one line), a JWK or JWK Set, a JWKS URL, or an HMAC secret.
+    pub fn external_jwt_secret(mut self, key: impl Into<String>) -> Self {
+        self.auth.external_jwt_secret = Some(key.into());
+        self
+    }
+
+    /// `CLAIMS_PATH`: where external tokens keep their claims (`a.b.c`).
+    pub fn claims_path(mut self, path: impl Into<String>) -> Self {
+        self.auth.claims_path = Some(path.into());
+        self
+    }
+
+    /// Every token setting at once (issuer, audience and leeway included).
+    pub fn auth(mut self, config: AuthConfig) -> Self {
+        self.auth = config;
+        self
+    }
+
     /// How hard commits wait for the disk (SQLite only; default [`Durability::Normal`]).
     pub fn durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
@@ -84,6 +113,7 @@ impl DatabaseBuilder {
     }
 
     fn build(self, mut backend: Box<dyn Backend>) -> Result<Database> {
+        let verifier = Verifier::new(&self.auth)?;
         let client_id = match self.client_id {
             Some(id) => id,
             None => match backend.read_meta(META_CLIENT_ID)? {
@@ -116,6 +146,7 @@ impl DatabaseBuilder {
                 store: Mutex::new(Store::new(backend)),
                 schema: RwLock::new(stored_schema),
                 clock,
+                verifier,
             }),
         };
         if let Some(schema) = self.schema {
@@ -146,6 +177,11 @@ impl Database {
     /// The current schema, or `None` for a schemaless database.
     pub fn schema(&self) -> Option<Arc<Schema>> {
         self.shared.schema.read().clone()
+    }
+
+    /// Verifies a token with the configured keys and returns its claims.
+    pub fn verify_token(&self, token: &str) -> Result<VerifiedToken> {
+        self.shared.verifier.verify(token)
     }
 
     /// This database's writer id.

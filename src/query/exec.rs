@@ -273,18 +273,20 @@ fn needles(conditions: &[Condition]) -> Vec<Needle> {
         match condition {
             Condition::All(inner) => out.extend(needles(inner)),
             Condition::Compare {
+                path,
                 op: Op::Like,
                 operand: Operand::Value(Json::String(pattern)),
                 stored_as_string: true,
                 ..
             } => {
+                let key = path.last().expect("paths are never empty");
                 for segment in pattern.split(['%', '_']) {
                     // Letters outside ASCII fold in ways a byte search cannot follow, and
                     // characters JSON escapes are stored differently.
                     let plain =
                         segment.bytes().all(|b| b.is_ascii() && !b.is_ascii_control() && b != b'"' && b != b'\\');
                     if plain && !segment.is_empty() {
-                        out.push(Needle::new(segment.as_bytes(), true));
+                        out.push(Needle::new(segment.as_bytes(), true).within(key));
                     }
                 }
             }

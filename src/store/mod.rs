@@ -69,6 +69,10 @@ pub(crate) struct Needle {
     pub bytes: Vec<u8>,
     /// Match ASCII letters in either case (the needle is stored lowercase).
     pub ignore_ascii_case: bool,
+    /// Look only inside the JSON string values of keys with this name (any depth): a key can
+    /// only appear unescaped as a key, so this never misses a match, and it skips rows where
+    /// the text occurs only in other attributes.
+    pub within_key: Option<Vec<u8>>,
 }
 
 impl Needle {
@@ -76,11 +80,34 @@ impl Needle {
     pub(crate) fn new(segment: &[u8], ignore_case: bool) -> Self {
         let ignore_ascii_case = ignore_case && segment.iter().any(u8::is_ascii_alphabetic);
         let bytes = if ignore_ascii_case { segment.to_ascii_lowercase() } else { segment.to_vec() };
-        Needle { bytes, ignore_ascii_case }
+        Needle { bytes, ignore_ascii_case, within_key: None }
     }
 
-    /// Whether `text` contains the needle.
+    /// The same needle, looked for only in string values of the key `name`.
+    pub(crate) fn within(mut self, name: &str) -> Self {
+        let mut key = serde_json::to_string(name).expect("strings serialize").into_bytes();
+        key.extend_from_slice(b":\"");
+        self.within_key = Some(key);
+        self
+    }
+
+    /// Whether `text` contains the needle (within a value of the key, when scoped).
     pub(crate) fn found_in(&self, text: &[u8]) -> bool {
+        let Some(key) = &self.within_key else { return self.found_in_span(text) };
+        let finder = memchr::memmem::Finder::new(key);
+        let mut from = 0;
+        while let Some(offset) = finder.find(&text[from..]) {
+            let start = from + offset + key.len();
+            let end = string_end(text, start);
+            if self.found_in_span(&text[start..end]) {
+                return true;
+            }
+            from = end;
+        }
+        false
+    }
+
+    fn found_in_span(&self, text: &[u8]) -> bool {
         let n = self.bytes.as_slice();
         let Some(&first) = n.first() else { return true };
         if !self.ignore_ascii_case {
@@ -97,6 +124,19 @@ impl Needle {
         }
         false
     }
+}
+
+/// Where the JSON string starting at `start` (just after its opening quote) ends.
+fn string_end(text: &[u8], start: usize) -> usize {
+    let mut i = start;
+    while i < text.len() {
+        match text[i] {
+            b'\\' => i += 2,
+            b'"' => return i,
+            _ => i += 1,
+        }
+    }
+    text.len()
 }
 
 /// Storage of entity rows and metadata, with one transaction at a time.
@@ -203,5 +243,9 @@ mod tests {
         assert!(any_case.found_in(b"xxa\nban"));
         assert!(!Needle::new(b"99", true).ignore_ascii_case, "no letters: an exact search");
         assert!(Needle::new(b"", true).found_in(b""));
+        let scoped = Needle::new(b"99", true).within("text");
+        assert!(scoped.found_in(br#"{"id":"x","text":"no 99 here"}"#));
+        assert!(!scoped.found_in(br#"{"id":"id-99","text":"none"}"#), "only the text value counts");
+        assert!(scoped.found_in(br#"{"a":{"text":"x"},"text":"a\"99"}"#), "every occurrence, escapes skipped");
     }
 }
