@@ -54,6 +54,10 @@ pub enum Error {
     #[error("{kind}: {message}")]
     Auth { kind: crate::auth::AuthErrorKind, message: String },
 
+    /// A session's write that its roles' rules do not allow; nothing of the transaction is kept.
+    #[error("WritePermissionError: {operation} of {collection}/{id} is not allowed for roles [{}]", roles.join(", "))]
+    WritePermission { collection: String, id: String, operation: crate::permissions::Operation, roles: Vec<String> },
+
     /// The SQLite backend failed.
     #[error("storage: {0}")]
     Storage(#[from] rusqlite::Error),

@@ -11,13 +11,14 @@
 pub mod auth;
 mod db;
 mod error;
+pub mod permissions;
 pub mod query;
 pub mod schema;
 pub mod store;
 pub mod value;
 
 pub use auth::{AuthConfig, DevTokenKind, VerifiedToken, mint_dev_token};
-pub use db::{Database, DatabaseBuilder, Transaction};
+pub use db::{Database, DatabaseBuilder, Session, Transaction};
 pub use error::{Error, Result};
 pub use query::{Direction, Explain, Filter, Query, Variables};
 pub use schema::{Schema, SchemaChange};

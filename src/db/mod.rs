@@ -1,7 +1,9 @@
 //! The public database handle: open, configure, read, write, transact.
 
+mod session;
 mod transaction;
 
+pub use session::Session;
 pub use transaction::Transaction;
 
 use std::path::Path;
@@ -12,6 +14,7 @@ use serde_json::Value as Json;
 
 use crate::auth::{AuthConfig, VerifiedToken, Verifier};
 use crate::error::{Error, Result};
+use crate::permissions::{Principal, default_roles, match_roles, normalize_claims};
 use crate::query::{Explain, Filter, Query, Variables};
 use crate::schema::{Schema, SchemaChange};
 use crate::store::{
@@ -221,13 +224,24 @@ impl Database {
     /// Runs `work` in one transaction: everything it writes commits together, or — if it
     /// returns an error or panics — nothing does.
     pub fn transact<R>(&self, work: impl FnOnce(&mut Transaction) -> Result<R>) -> Result<R> {
+        self.transact_as(None, work)
+    }
+
+    /// [`Database::transact`] for a session: its writes are checked against its rules before
+    /// the commit, and a denied write rolls everything back.
+    pub(crate) fn transact_as<R>(
+        &self,
+        access: Option<Arc<Principal>>,
+        work: impl FnOnce(&mut Transaction) -> Result<R>,
+    ) -> Result<R> {
         let schema = self.schema();
         let mut store = self.shared.store.lock();
         store.backend().begin()?;
         // Rolls back if `work` panics, so the next transaction starts clean.
         let mut guard = RollbackOnDrop { store: &mut store, armed: true };
-        let mut tx = Transaction { store: &mut *guard.store, schema, clock: &self.shared.clock, latest: None };
+        let mut tx = Transaction::new(&mut *guard.store, schema, &self.shared.clock, access);
         let output = work(&mut tx)?;
+        tx.check_writes()?;
         if let Some(latest) = tx.latest.take() {
             guard.store.backend().write_meta(META_CLOCK, &latest.sort_key())?;
         }
@@ -299,10 +313,52 @@ impl Database {
 
     /// Runs a read without opening a write transaction.
     fn read<R>(&self, work: impl FnOnce(&mut Transaction) -> Result<R>) -> Result<R> {
+        self.read_as(None, work)
+    }
+
+    pub(crate) fn read_as<R>(
+        &self,
+        access: Option<Arc<Principal>>,
+        work: impl FnOnce(&mut Transaction) -> Result<R>,
+    ) -> Result<R> {
         let schema = self.schema();
         let mut store = self.shared.store.lock();
-        let mut tx = Transaction { store: &mut store, schema, clock: &self.shared.clock, latest: None };
+        let mut tx = Transaction::new(&mut store, schema, &self.shared.clock, access);
         work(&mut tx)
+    }
+
+    /// The database seen through a verified token: every read and write is checked against the
+    /// schema's permission rules for the token's roles (a service token bypasses them).
+    pub fn session(&self, token: &str) -> Result<Session> {
+        let verified = self.verify_token(token)?;
+        let service = verified.is_service();
+        Ok(self.session_for(verified.claims, service, verified.expires_at))
+    }
+
+    /// A session from claims the application vouches for — an embedded client holding its
+    /// user's token without the provider's key — so the same rules run locally. Claims that
+    /// say `x-triplit-token-type: secret` get no bypass here: only a verified service token does.
+    pub fn session_from_claims(&self, claims: Json) -> Result<Session> {
+        let Json::Object(claims) = claims else {
+            return Err(Error::invalid_json(
+                "claims",
+                format!("expected an object, found {}", crate::schema::describe_json(&claims)),
+            ));
+        };
+        let expires_at = claims.get("exp").and_then(Json::as_i64);
+        Ok(self.session_for(claims, false, expires_at))
+    }
+
+    fn session_for(&self, claims: serde_json::Map<String, Json>, service: bool, expires_at: Option<i64>) -> Session {
+        let claims = normalize_claims(claims);
+        let schema = self.schema();
+        let roles = match &schema {
+            Some(schema) => match_roles(schema.roles().unwrap_or(&default_roles()), &claims),
+            None => Vec::new(),
+        };
+        // Without a schema there are no rules (as in Triplit).
+        let bypass = service || schema.is_none();
+        Session::new(self.clone(), Arc::new(Principal { claims, roles, bypass }), expires_at)
     }
 }
 

@@ -1,11 +1,13 @@
 //! Transactions: the unit of atomicity. Every write of the public API runs in one.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde_json::{Map, Value as Json};
 
 use crate::error::{Error, Result};
-use crate::query::{Executor, Explain, Query, Variables, prepare};
+use crate::permissions::{Operation, Principal};
+use crate::query::{Executor, Explain, Query, Rules, Variables, prepare};
 use crate::schema::{Collection, Schema, describe_json};
 use crate::store::{Access, Changes, Document, HybridClock, SetKind, Store, Timestamp};
 
@@ -20,6 +22,18 @@ pub struct Transaction<'a> {
     /// The newest timestamp this transaction wrote, persisted at commit so a reopened database
     /// never issues a timestamp twice.
     pub(super) latest: Option<Timestamp>,
+    /// The session whose rules apply, if any.
+    pub(super) access: Option<Arc<Principal>>,
+    /// Entities written, with their state before the transaction, for the commit-time checks.
+    pub(super) touched: Vec<Touched>,
+    pub(super) touched_keys: HashSet<(String, String)>,
+}
+
+/// One entity a session's transaction wrote.
+pub(super) struct Touched {
+    collection: String,
+    id: String,
+    before: Option<Document>,
 }
 
 /// How documents of one collection are encoded: by its schema, or schemaless.
@@ -36,7 +50,16 @@ fn shape<'s>(schema: &'s Option<Arc<Schema>>, collection: &str) -> Result<Shape<
     }
 }
 
-impl Transaction<'_> {
+impl<'a> Transaction<'a> {
+    pub(super) fn new(
+        store: &'a mut Store,
+        schema: Option<Arc<Schema>>,
+        clock: &'a HybridClock,
+        access: Option<Arc<Principal>>,
+    ) -> Self {
+        Transaction { store, schema, clock, latest: None, access, touched: Vec::new(), touched_keys: HashSet::new() }
+    }
+
     /// The schema in force, cloned out so the store can be borrowed while it is used.
     fn schema(&self) -> Option<Arc<Schema>> {
         self.schema.clone()
@@ -61,6 +84,7 @@ impl Transaction<'_> {
         };
         let id = encoded["id"].as_str().expect("encoding guarantees a string id").to_owned();
         let result = to_api(&shape, &encoded);
+        self.remember(collection, &id)?;
         let ts = self.tick();
         self.store.apply_set(collection, &id, &encoded, &ts, SetKind::Insert)?;
         Ok(Json::Object(result))
@@ -91,6 +115,7 @@ impl Transaction<'_> {
             Shape::Typed(def) => def.encode_patch(collection, &current, fields)?,
             Shape::Schemaless => fields.clone(),
         };
+        self.remember(collection, id)?;
         let ts = self.tick();
         self.store.apply_set(collection, id, &encoded, &ts, SetKind::Update)
     }
@@ -101,20 +126,27 @@ impl Transaction<'_> {
         if self.store.backend().read_doc(collection, id)?.is_none() {
             return Ok(());
         }
+        self.remember(collection, id)?;
         let ts = self.tick();
         self.store.apply_delete(collection, id, &ts)
     }
 
-    /// The entity with this id (API form), or `None`.
+    /// The entity with this id (API form), or `None` (also when the session may not read it).
     pub fn fetch_by_id(&mut self, collection: &str, id: &str) -> Result<Option<Json>> {
+        if self.rules_apply() {
+            return Ok(self.fetch(&Query::new(collection).filter("id", "=", id))?.into_iter().next());
+        }
         let schema = self.schema();
         let shape = shape(&schema, collection)?;
         let doc = self.store.backend().read_doc(collection, id)?;
         Ok(doc.map(|d| Json::Object(to_api(&shape, &d))))
     }
 
-    /// Every entity of a collection (API form), in id order.
+    /// Every entity of a collection (API form) the session may read, in id order.
     pub fn fetch_all(&mut self, collection: &str) -> Result<Vec<Json>> {
+        if self.rules_apply() {
+            return self.fetch(&Query::new(collection));
+        }
         let schema = self.schema();
         let shape = shape(&schema, collection)?;
         let mut out = Vec::new();
@@ -133,15 +165,85 @@ impl Transaction<'_> {
     /// Runs a query with variables (`$global`, `$session`, `$role`, …).
     pub fn fetch_with(&mut self, query: &Query, vars: &Variables) -> Result<Vec<Json>> {
         let schema = self.schema();
-        let prepared = prepare(query, schema.as_deref(), vars)?;
+        let prepared = self.prepare_read(query, vars)?;
         Executor::new(self.store.backend(), schema.as_deref()).fetch(&prepared)
     }
 
     /// Runs a query and reports the access path the planner chose and the rows it read.
     pub fn explain(&mut self, query: &Query) -> Result<Explain> {
         let schema = self.schema();
-        let prepared = prepare(query, schema.as_deref(), &Variables::new())?;
+        let prepared = self.prepare_read(query, &Variables::new())?;
         Executor::new(self.store.backend(), schema.as_deref()).explain(&prepared)
+    }
+
+    /// Whether a session's rules govern this transaction.
+    fn rules_apply(&self) -> bool {
+        self.access.as_ref().is_some_and(|a| !a.bypass)
+    }
+
+    /// The session's claims as `$session`/`$token`, unless the caller set them.
+    fn session_vars(&self, vars: &Variables) -> Variables {
+        match &self.access {
+            Some(access) if vars.scope("$session").is_none() => {
+                vars.clone().with_scope("$session", Json::Object(access.claims.clone()))
+            }
+            _ => vars.clone(),
+        }
+    }
+
+    fn prepare_read(&self, query: &Query, vars: &Variables) -> Result<crate::query::Prepared> {
+        let schema = self.schema();
+        let access = self.access.as_ref().filter(|a| !a.bypass);
+        let rules = access.map(|a| Rules { roles: &a.roles, operation: Operation::Read });
+        prepare(query, schema.as_deref(), &self.session_vars(vars), rules)
+    }
+
+    /// Records an entity's state before this transaction first writes it (sessions only).
+    fn remember(&mut self, collection: &str, id: &str) -> Result<()> {
+        if !self.rules_apply() || !self.touched_keys.insert((collection.to_owned(), id.to_owned())) {
+            return Ok(());
+        }
+        let before = self.store.backend().read_doc(collection, id)?;
+        self.touched.push(Touched { collection: collection.to_owned(), id: id.to_owned(), before });
+        Ok(())
+    }
+
+    /// Checks every write against the session's rules, after all of them are staged (so a rule
+    /// can see rows inserted in the same transaction): insert on the new entity; update on the
+    /// old one, then postUpdate on the new one with `$prev`; delete on the old one.
+    pub(super) fn check_writes(&mut self) -> Result<()> {
+        let Some(access) = self.access.clone().filter(|a| !a.bypass) else { return Ok(()) };
+        let schema = self.schema();
+        for touched in std::mem::take(&mut self.touched) {
+            let after = self.store.backend().read_doc(&touched.collection, &touched.id)?;
+            let checks: Vec<(Operation, &Document, Option<&Document>)> = match (&touched.before, &after) {
+                (None, Some(new)) => vec![(Operation::Insert, new, None)],
+                (Some(old), Some(new)) => vec![(Operation::Update, old, None), (Operation::PostUpdate, new, Some(old))],
+                (Some(old), None) => vec![(Operation::Delete, old, None)],
+                (None, None) => Vec::new(),
+            };
+            for (operation, entity, prev) in checks {
+                let mut vars = self.session_vars(&Variables::new());
+                if let Some(prev) = prev {
+                    vars = vars.with_scope("$prev", Json::Object(prev.clone()));
+                }
+                let rule = prepare(
+                    &Query::new(touched.collection.clone()),
+                    schema.as_deref(),
+                    &vars,
+                    Some(Rules { roles: &access.roles, operation }),
+                )?;
+                if !Executor::new(self.store.backend(), schema.as_deref()).satisfies(&rule, entity)? {
+                    return Err(Error::WritePermission {
+                        collection: touched.collection.clone(),
+                        id: touched.id.clone(),
+                        operation,
+                        roles: access.roles.iter().map(|r| r.name.clone()).collect(),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Merges changes stamped elsewhere (encoded form), as sync does: deletes first, then sets;
@@ -155,6 +257,9 @@ impl Transaction<'_> {
                 for fields in batch.sets.values() {
                     def.validate_encoded(collection, fields)?;
                 }
+            }
+            for id in batch.deletes.iter().chain(batch.sets.keys()) {
+                self.remember(collection, id)?;
             }
             for id in &batch.deletes {
                 self.store.apply_delete(collection, id, ts)?;

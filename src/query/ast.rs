@@ -191,6 +191,11 @@ impl Filter {
         Filter::Statement { path: path.into(), op: op.into(), value: value.into() }
     }
 
+    /// Parses one filter from Triplit's JSON form.
+    pub fn from_json(json: &Json) -> Result<Self> {
+        parse_filter(json)
+    }
+
     /// Triplit's JSON form.
     pub fn to_json(&self) -> Json {
         match self {

@@ -46,6 +46,11 @@ impl<'a> Executor<'a> {
         rows.into_iter().map(|(_, doc)| self.shape(query, doc, &[])).collect()
     }
 
+    /// Whether one document satisfies a prepared query's filters (a permission check).
+    pub(crate) fn satisfies(&self, query: &Prepared, doc: &Document) -> Result<bool> {
+        self.matches(&query.filters, doc, &[])
+    }
+
     /// Runs a query and reports how it ran.
     pub(crate) fn explain(&self, query: &Prepared) -> Result<Explain> {
         let (rows, plan) = self.rows(query, &[], true)?;

@@ -127,7 +127,10 @@ fn js_string(value: &Json) -> String {
         Json::Number(n) => js_number_to_string(n.as_f64().unwrap_or(f64::NAN)),
         Json::Bool(b) => b.to_string(),
         Json::Null => "null".into(),
-        Json::Array(items) => items.iter().map(js_string).collect::<Vec<_>>().join(","),
+        // Array.prototype.join writes null (and undefined) items as empty strings.
+        Json::Array(items) => {
+            items.iter().map(|i| if i.is_null() { String::new() } else { js_string(i) }).collect::<Vec<_>>().join(",")
+        }
         Json::Object(_) => "[object Object]".into(),
     }
 }

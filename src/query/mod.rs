@@ -17,4 +17,4 @@ pub use prepare::Variables;
 
 pub(crate) use exec::Executor;
 pub(crate) use filter::lookup as lookup_path;
-pub(crate) use prepare::prepare;
+pub(crate) use prepare::{Prepared, Rules, prepare};

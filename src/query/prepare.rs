@@ -10,15 +10,20 @@
 //!   crosses a relation (`$1.owner.name`) becomes an `exists` over that relation with the
 //!   comparison flipped;
 //! - `include` shorthands and `_extends` become subqueries with a cardinality;
-//! - order paths through one-relations become hops the executor follows.
+//! - order paths through one-relations become hops the executor follows;
+//! - for a session, each collection's permission rule for the operation is added to the
+//!   filters of every query over it — the root, includes, `exists`, relation paths, order hops
+//!   — and the relational parts of a rule are read through the read rules of the collections
+//!   they reach, except a collection whose rule is already being expanded (Triplit's cycle stop).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use serde_json::{Map, Value as Json};
 
 use super::ast::{Direction, Filter, Include, Query};
 use super::error::{QueryErrorKind as Kind, query_error};
 use crate::error::Result;
+use crate::permissions::{Operation, SessionRole};
 use crate::schema::{Cardinality, Collection, DataType, Schema};
 
 /// A query ready to run.
@@ -147,6 +152,11 @@ impl Variables {
         Variables::default()
     }
 
+    /// The value of one scope, if set.
+    pub fn scope(&self, scope: &str) -> Option<&Json> {
+        self.scopes.get(if scope == "$token" { "$session" } else { scope })
+    }
+
     /// Sets one scope (`"$global"`, `"$session"`, `"$role"`, `"$prev"`; `$token` is `$session`).
     pub fn with_scope(mut self, scope: &str, values: Json) -> Self {
         let scope = if scope == "$token" { "$session" } else { scope };
@@ -161,13 +171,34 @@ impl Variables {
 
 const STATIC_SCOPES: [&str; 6] = ["$global", "$session", "$token", "$role", "$query", "$prev"];
 
-/// Prepares `query` for running against `schema` (or schemaless) with `vars`.
-pub(crate) fn prepare(query: &Query, schema: Option<&Schema>, vars: &Variables) -> Result<Prepared> {
+/// The permission rules a query is prepared under: the session's roles and the operation.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rules<'r> {
+    pub roles: &'r [SessionRole],
+    pub operation: Operation,
+}
+
+/// Prepares `query` for running against `schema` (or schemaless) with `vars`, under `rules`
+/// when a session's permissions apply.
+pub(crate) fn prepare(
+    query: &Query,
+    schema: Option<&Schema>,
+    vars: &Variables,
+    rules: Option<Rules>,
+) -> Result<Prepared> {
     let mut vars = vars.clone();
     if !query.vars.is_empty() && !vars.scopes.contains_key("$query") {
         vars.scopes.insert("$query".into(), Json::Object(query.vars.clone()));
     }
-    Preparer { schema, vars: &vars, scopes: RefCell::new(Vec::new()) }.query(query)
+    let preparer = Preparer {
+        schema,
+        vars: &vars,
+        scopes: RefCell::new(Vec::new()),
+        rules,
+        operation: Cell::new(rules.map(|r| r.operation).unwrap_or(Operation::Read)),
+        expanding: RefCell::new(Vec::new()),
+    };
+    preparer.query(query)
 }
 
 struct Preparer<'a> {
@@ -176,6 +207,11 @@ struct Preparer<'a> {
     /// Collections of the queries being prepared, outermost first: `$N` refers to the entity
     /// of the query N levels up.
     scopes: RefCell<Vec<String>>,
+    rules: Option<Rules<'a>>,
+    /// The operation whose rules apply to the queries being prepared now.
+    operation: Cell<Operation>,
+    /// Collections whose rules are being expanded (their rules are not applied again inside).
+    expanding: RefCell<Vec<String>>,
 }
 
 /// What a dotted path leads to in a collection.
@@ -246,7 +282,10 @@ impl Preparer<'_> {
     fn query_in_scope(&self, query: &Query) -> Result<Prepared> {
         let collection = self.collection(&query.collection)?;
         let select = query.select.as_ref().map(|paths| self.select(collection, paths)).transpose()?;
-        let filters = query.filters.iter().map(|f| self.filter(collection, f)).collect::<Result<Vec<_>>>()?;
+        let mut filters = query.filters.iter().map(|f| self.filter(collection, f)).collect::<Result<Vec<_>>>()?;
+        if let Some(rule) = self.permission(&query.collection, collection)? {
+            filters.push(rule);
+        }
         let order =
             query.order.iter().map(|(path, dir)| self.order_key(collection, path, *dir)).collect::<Result<Vec<_>>>()?;
         let after = query.after.as_ref().map(|after| self.after(collection, query, after)).transpose()?;
@@ -264,6 +303,52 @@ impl Preparer<'_> {
             after,
             include,
         })
+    }
+
+    /// The rule for the current operation on `name`, OR-ed over the session's roles; `None`
+    /// when the collection is open (no `permissions`), or when no role has a `postUpdate`
+    /// rule (that one is optional). No matching rule otherwise denies, and so does `[]`.
+    fn permission(&self, name: &str, collection: Option<&Collection>) -> Result<Option<Condition>> {
+        let (Some(rules), Some(collection)) = (self.rules, collection) else { return Ok(None) };
+        let Some(permissions) = &collection.permissions else { return Ok(None) };
+        if self.expanding.borrow().iter().any(|c| c == name) {
+            return Ok(None);
+        }
+        let operation = self.operation.get();
+        let mut alternatives = Vec::new();
+        for role in rules.roles {
+            let Some(filter) =
+                permissions.get(&role.name).and_then(|r| r.get(operation.name())).and_then(|r| r.get("filter"))
+            else {
+                continue;
+            };
+            let filters = filter
+                .as_array()
+                .ok_or_else(|| query_error(Kind::InvalidFilter, "Invalid permission filter format, expected array"))?;
+            if filters.is_empty() {
+                alternatives.push(Condition::Constant(false));
+                continue;
+            }
+            let vars = self.vars.clone().with_scope("$role", Json::Object(role.vars.clone()));
+            let expander = Preparer {
+                schema: self.schema,
+                vars: &vars,
+                scopes: RefCell::new(self.scopes.borrow().clone()),
+                rules: self.rules,
+                operation: Cell::new(Operation::Read),
+                expanding: RefCell::new(self.expanding.borrow().iter().cloned().chain([name.to_owned()]).collect()),
+            };
+            let mut conditions = Vec::with_capacity(filters.len());
+            for json in filters {
+                let filter = Filter::from_json(json)?;
+                conditions.push(expander.filter(Some(collection), &scope_to_entity(&filter))?);
+            }
+            alternatives.push(Condition::All(conditions));
+        }
+        if alternatives.is_empty() {
+            return Ok((operation != Operation::PostUpdate).then_some(Condition::Constant(false)));
+        }
+        Ok(Some(Condition::Any(alternatives)))
     }
 
     fn select(&self, collection: Option<&Collection>, paths: &[String]) -> Result<Vec<Vec<String>>> {
@@ -589,6 +674,28 @@ impl Preparer<'_> {
         let mut path: Vec<String> = components.iter().map(|s| (*s).to_owned()).collect();
         path[0] = path[0][1..].to_owned();
         Operand::Relational { level: 1, path }
+    }
+}
+
+/// In permission filters an unscoped variable (`$owner`) means the entity itself (`$0.owner`),
+/// where in queries it means the parent; only the rule's own statements are rewritten.
+fn scope_to_entity(filter: &Filter) -> Filter {
+    match filter {
+        Filter::Statement { path, op, value } => {
+            let value = match value.as_str().filter(|v| v.starts_with('$')) {
+                Some(text) => {
+                    let head = text.split('.').next().unwrap_or(text);
+                    let scoped = STATIC_SCOPES.contains(&head) || head[1..].parse::<usize>().is_ok();
+                    if scoped { value.clone() } else { Json::String(format!("$0.{}", &text[1..])) }
+                }
+                None => value.clone(),
+            };
+            Filter::Statement { path: path.clone(), op: op.clone(), value }
+        }
+        Filter::Group { or, filters } => {
+            Filter::Group { or: *or, filters: filters.iter().map(scope_to_entity).collect() }
+        }
+        other => other.clone(),
     }
 }
 

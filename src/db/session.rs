@@ -1,0 +1,83 @@
+//! A session: the database seen through one token.
+
+use std::sync::Arc;
+
+use serde_json::Value as Json;
+
+use super::{Database, Transaction};
+use crate::error::Result;
+use crate::permissions::{Principal, SessionRole};
+use crate::query::{Explain, Query, Variables};
+
+/// The database as one token's holder sees it: reads return only what the schema's read rules
+/// let its roles see (in includes, `exists` and relation paths too), and writes commit only if
+/// the rules allow every one of them. Cheap to clone.
+#[derive(Clone)]
+pub struct Session {
+    db: Database,
+    access: Arc<Principal>,
+    expires_at: Option<i64>,
+}
+
+impl Session {
+    pub(super) fn new(db: Database, access: Arc<Principal>, expires_at: Option<i64>) -> Self {
+        Session { db, access, expires_at }
+    }
+
+    /// The token's claims (what `$token.*` reads).
+    pub fn claims(&self) -> &serde_json::Map<String, Json> {
+        &self.access.claims
+    }
+
+    /// The roles the claims matched.
+    pub fn roles(&self) -> &[SessionRole] {
+        &self.access.roles
+    }
+
+    /// Whether rules are skipped (a verified service token, or a schemaless database).
+    pub fn bypasses_rules(&self) -> bool {
+        self.access.bypass
+    }
+
+    /// The token's `exp` (seconds since the Unix epoch), if it has one.
+    pub fn expires_at(&self) -> Option<i64> {
+        self.expires_at
+    }
+
+    /// Runs `work` in one transaction whose writes are checked against the rules before commit.
+    pub fn transact<R>(&self, work: impl FnOnce(&mut Transaction) -> Result<R>) -> Result<R> {
+        self.db.transact_as(Some(self.access.clone()), work)
+    }
+
+    pub fn insert(&self, collection: &str, doc: Json) -> Result<Json> {
+        self.transact(|tx| tx.insert(collection, doc))
+    }
+
+    pub fn update(&self, collection: &str, id: &str, patch: Json) -> Result<()> {
+        self.transact(|tx| tx.update(collection, id, patch))
+    }
+
+    pub fn delete(&self, collection: &str, id: &str) -> Result<()> {
+        self.transact(|tx| tx.delete(collection, id))
+    }
+
+    /// A query, through the read rules.
+    pub fn fetch(&self, query: &Query) -> Result<Vec<Json>> {
+        self.db.read_as(Some(self.access.clone()), |tx| tx.fetch(query))
+    }
+
+    /// A query with variables, through the read rules (`$token`/`$session` are the claims).
+    pub fn fetch_with(&self, query: &Query, vars: &Variables) -> Result<Vec<Json>> {
+        self.db.read_as(Some(self.access.clone()), |tx| tx.fetch_with(query, vars))
+    }
+
+    /// The entity with this id, if it exists and the session may read it.
+    pub fn fetch_by_id(&self, collection: &str, id: &str) -> Result<Option<Json>> {
+        self.db.read_as(Some(self.access.clone()), |tx| tx.fetch_by_id(collection, id))
+    }
+
+    /// How a query runs through the read rules.
+    pub fn explain(&self, query: &Query) -> Result<Explain> {
+        self.db.read_as(Some(self.access.clone()), |tx| tx.explain(query))
+    }
+}
