@@ -6,6 +6,9 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+
+mod common;
+use common::{raw_insert, raw_table, todo, todo_properties};
 use rusqlite::Connection;
 use serde_json::{Value as Json, json};
 use triplite::{Database, Direction, Query, Schema};
@@ -15,25 +18,13 @@ const ROWS: usize = 100_000;
 fn schema() -> Schema {
     Schema::from_json(&json!({"collections": {
         "todos": {
-            "schema": {"type": "record", "properties": {
-                "id": {"type": "string"}, "text": {"type": "string"}, "completed": {"type": "boolean"},
-                "owner": {"type": "string"}, "created_at": {"type": "date"}}},
+            "schema": {"type": "record", "properties": todo_properties()},
             "relationships": {"profile": {"query": {"collectionName": "profiles", "where": [["id", "=", "$1.owner"]]}, "cardinality": "one"}},
             "indexes": [["owner", "completed", "created_at"]]
         },
         "profiles": {"schema": {"type": "record", "properties": {"id": {"type": "string"}, "name": {"type": "string"}}}}
     }}))
     .unwrap()
-}
-
-fn todo(i: usize) -> Json {
-    json!({
-        "id": format!("id-{i:07}"),
-        "text": format!("todo number {i}"),
-        "completed": i % 3 == 0,
-        "owner": format!("user-{}", i % 10),
-        "created_at": 1_700_000_000_000u64 + i as u64,
-    })
 }
 
 fn triplite(dir: &tempfile::TempDir) -> Database {
@@ -52,28 +43,10 @@ fn triplite(dir: &tempfile::TempDir) -> Database {
 }
 
 fn raw(dir: &tempfile::TempDir) -> Connection {
-    let mut conn = Connection::open(dir.path().join("raw.db")).unwrap();
-    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
-    conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
-    conn.execute_batch(
-        "CREATE TABLE todos (id TEXT PRIMARY KEY, doc TEXT, owner TEXT, completed INTEGER, created_at INTEGER) WITHOUT ROWID;
-         CREATE INDEX todos_owner ON todos (owner, completed, created_at);",
-    )
-    .unwrap();
+    let mut conn = raw_table(dir.path());
     let tx = conn.transaction().unwrap();
-    {
-        let mut stmt = tx.prepare("INSERT INTO todos VALUES (?1, ?2, ?3, ?4, ?5)").unwrap();
-        for i in 0..ROWS {
-            let doc = todo(i);
-            stmt.execute(rusqlite::params![
-                doc["id"].as_str(),
-                doc.to_string(),
-                doc["owner"].as_str(),
-                doc["completed"].as_bool(),
-                doc["created_at"].as_i64()
-            ])
-            .unwrap();
-        }
+    for i in 0..ROWS {
+        raw_insert(&tx, &todo(i));
     }
     tx.commit().unwrap();
     conn

@@ -82,7 +82,7 @@ impl MemoryBackend {
 
     fn put(&mut self, collection: &str, id: &str, row: &RowWrite) {
         self.remember_row(collection, id);
-        let stored = Row { state: row.state.clone(), doc: row.doc.cloned(), changed: row.changed.clone() };
+        let stored = Row { state: row.state.to_state(row.doc), doc: row.doc.cloned(), changed: row.changed.clone() };
         self.replace(collection, id, Some(stored));
     }
 

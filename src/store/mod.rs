@@ -27,9 +27,37 @@ use state::EntityState;
 /// An encoded entity document.
 pub(crate) type Document = Map<String, Json>;
 
+/// An entity's merge state as handed to a backend.
+pub(crate) enum StateRef<'a> {
+    /// Any state.
+    Full(&'a EntityState),
+    /// A new entity written by one insert at this timestamp: the document holds everything,
+    /// so no per-path state needs building (the common case of bulk inserts).
+    Inserted(&'a Timestamp),
+}
+
+impl StateRef<'_> {
+    /// The stored bytes.
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            StateRef::Full(state) => state.to_bytes(),
+            StateRef::Inserted(ts) => EntityState::inserted_bytes(ts),
+        }
+    }
+
+    /// The state itself (built from the document for an insert).
+    pub(crate) fn to_state(&self, doc: Option<&Document>) -> EntityState {
+        match (self, doc) {
+            (StateRef::Full(state), _) => (*state).clone(),
+            (StateRef::Inserted(ts), Some(doc)) => EntityState::inserted(doc, ts),
+            (StateRef::Inserted(_), None) => EntityState::default(),
+        }
+    }
+}
+
 /// What a backend is asked to write for one entity.
 pub(crate) struct RowWrite<'a> {
-    pub state: &'a EntityState,
+    pub state: StateRef<'a>,
     /// The visible document, or `None` for a deleted (or never created) entity.
     pub doc: Option<&'a Document>,
     /// The entity's latest timestamp, for sync checkpoints.
@@ -200,11 +228,9 @@ impl Store {
         kind: SetKind,
     ) -> Result<()> {
         if kind == SetKind::Insert {
-            // Fast path: most inserts create a new entity, which needs no read.
-            let mut fresh = EntityState::default();
-            fresh.apply_set(fields, ts, kind);
-            // A new entity's document is exactly what was inserted.
-            let row = RowWrite { state: &fresh, doc: Some(fields), changed: ts };
+            // Fast path: most inserts create a new entity, which needs no read, and whose
+            // document is exactly what was inserted.
+            let row = RowWrite { state: StateRef::Inserted(ts), doc: Some(fields), changed: ts };
             if self.backend.insert_row(collection, id, &row)? {
                 return Ok(());
             }
@@ -224,7 +250,11 @@ impl Store {
     fn write(&mut self, collection: &str, id: &str, state: &EntityState) -> Result<()> {
         let doc = state.materialize();
         let changed = state.latest().cloned().unwrap_or_else(|| Timestamp::new(0, 0, ""));
-        self.backend.write_row(collection, id, &RowWrite { state, doc: doc.as_ref(), changed: &changed })
+        self.backend.write_row(
+            collection,
+            id,
+            &RowWrite { state: StateRef::Full(state), doc: doc.as_ref(), changed: &changed },
+        )
     }
 }
 

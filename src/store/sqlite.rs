@@ -109,6 +109,9 @@ impl SqliteBackend {
         conn.pragma_update(None, "synchronous", sync)?;
         conn.pragma_update(None, "foreign_keys", "OFF")?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
+        // A 32 MiB page cache (SQLite's default is 2 MiB): large transactions otherwise spill
+        // pages to the WAL before they commit. Pages are allocated only as they are used.
+        conn.pragma_update(None, "cache_size", -32_768)?;
         // Another process (or a second handle) holding the write lock: wait rather than fail.
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.set_prepared_statement_cache_capacity(128);

@@ -96,9 +96,7 @@ impl EntityState {
             Packed::Full(state) => Ok(state),
             Packed::Uniform(ts) => {
                 let doc = doc.ok_or_else(|| Error::Corrupt("single-write entity without a document".into()))?;
-                let mut state = EntityState::default();
-                state.apply_set(doc, &ts, SetKind::Insert);
-                Ok(state)
+                Ok(EntityState::inserted(doc, &ts))
             }
         }
     }
@@ -107,6 +105,18 @@ impl EntityState {
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
         let packed = if self.is_single_insert() { PackedRef::Uniform(&self.stamps[0]) } else { PackedRef::Full(self) };
         bincode::serialize(&packed).expect("entity state always serializes")
+    }
+
+    /// The stored bytes of a new entity written by one insert at `ts`.
+    pub(crate) fn inserted_bytes(ts: &Timestamp) -> Vec<u8> {
+        bincode::serialize(&PackedRef::Uniform(ts)).expect("timestamps always serialize")
+    }
+
+    /// The state of a new entity written by one insert of `doc` at `ts`.
+    pub(crate) fn inserted(doc: &Map<String, Json>, ts: &Timestamp) -> Self {
+        let mut state = EntityState::default();
+        state.apply_set(doc, ts, SetKind::Insert);
+        state
     }
 
     /// True when one insert wrote everything: the document alone then rebuilds the state.
@@ -391,5 +401,6 @@ mod tests {
         assert!(bytes.len() < 32, "{} bytes", bytes.len());
         let doc = s.materialize().unwrap();
         assert_eq!(EntityState::from_bytes(&bytes, Some(&doc)).unwrap(), s);
+        assert_eq!(EntityState::inserted_bytes(&ts(1)), bytes, "the direct form writes the same bytes");
     }
 }

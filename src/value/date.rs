@@ -50,31 +50,47 @@ impl Date {
 
     /// The ISO-8601 form JavaScript's `toISOString` produces.
     pub fn to_iso_string(self) -> String {
-        let nanos = i128::from(self.0) * 1_000_000;
-        match OffsetDateTime::from_unix_timestamp_nanos(nanos) {
-            Ok(at) => {
-                let year = at.year();
-                let body = format!(
-                    "{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-                    u8::from(at.month()),
-                    at.day(),
-                    at.hour(),
-                    at.minute(),
-                    at.second(),
-                    at.millisecond()
-                );
-                // JavaScript switches to six-digit signed years outside 0000..=9999.
-                if (0..=9999).contains(&year) {
-                    format!("{year:04}-{body}")
-                } else if year < 0 {
-                    format!("-{:06}-{body}", -year)
-                } else {
-                    format!("+{year:06}-{body}")
-                }
-            }
-            Err(_) => self.0.to_string(),
+        let Ok(at) = OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000) else {
+            return self.0.to_string();
+        };
+        let mut out = String::with_capacity(27);
+        let year = at.year();
+        // JavaScript switches to six-digit signed years outside 0000..=9999.
+        if (0..=9999).contains(&year) {
+            push_digits(&mut out, year as u32, 4);
+        } else {
+            out.push(if year < 0 { '-' } else { '+' });
+            push_digits(&mut out, year.unsigned_abs(), 6);
         }
+        out.push('-');
+        push_digits(&mut out, u32::from(u8::from(at.month())), 2);
+        out.push('-');
+        push_digits(&mut out, u32::from(at.day()), 2);
+        out.push('T');
+        push_digits(&mut out, u32::from(at.hour()), 2);
+        out.push(':');
+        push_digits(&mut out, u32::from(at.minute()), 2);
+        out.push(':');
+        push_digits(&mut out, u32::from(at.second()), 2);
+        out.push('.');
+        push_digits(&mut out, u32::from(at.millisecond()), 3);
+        out.push('Z');
+        out
     }
+}
+
+/// Appends `value` zero-padded to `width` digits (without `format!`, which dominates the cost of
+/// a bulk insert of dates otherwise).
+fn push_digits(out: &mut String, mut value: u32, width: usize) {
+    let mut buf = [b'0'; 10];
+    let mut start = buf.len();
+    while value > 0 {
+        start -= 1;
+        buf[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+    let start = start.min(buf.len() - width);
+    out.push_str(std::str::from_utf8(&buf[start..]).expect("ASCII digits"));
 }
 
 impl std::fmt::Display for Date {
