@@ -72,11 +72,65 @@ pub enum Error {
 }
 
 impl Error {
+    /// The error name a Triplit server answers with (`{name, message, status}` bodies); the
+    /// sync server issue checks the names that have no Triplit counterpart yet against the real
+    /// server.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Error::InvalidJson { .. } => "InvalidJsonError",
+            Error::InvalidSchema { .. } => "InvalidSchemaError",
+            Error::TypeMismatch { .. } | Error::MissingAttribute { .. } | Error::UnknownAttribute { .. } => {
+                "DBSerializationError"
+            }
+            Error::UnknownCollection(_) => "CollectionNotFoundError",
+            Error::NotFound { .. } => "EntityNotFoundError",
+            Error::IncompatibleSchema(_) => "SchemaCompatibilityError",
+            Error::Query { kind, .. } => kind.name(),
+            Error::Auth { kind, .. } => kind.name(),
+            Error::WritePermission { .. } => "WritePermissionError",
+            Error::Storage(_) | Error::Corrupt(_) | Error::Io(_) => "TriplitError",
+        }
+    }
+
+    /// The HTTP status that goes with [`Error::name`].
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::Auth { kind, .. } => kind.status(),
+            Error::WritePermission { .. } => 401,
+            Error::NotFound { .. } => 404,
+            Error::IncompatibleSchema(_) => 409,
+            Error::Storage(_) | Error::Corrupt(_) | Error::Io(_) => 500,
+            _ => 400,
+        }
+    }
+
     pub(crate) fn invalid_json(context: impl Into<String>, message: impl fmt::Display) -> Self {
         Error::InvalidJson { context: context.into(), message: message.to_string() }
     }
 
     pub(crate) fn invalid_schema(path: impl Into<String>, message: impl Into<String>) -> Self {
         Error::InvalidSchema { path: path.into(), message: message.into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_statuses_follow_triplit() {
+        let write = Error::WritePermission {
+            collection: "todos".into(),
+            id: "t1".into(),
+            operation: crate::permissions::Operation::Insert,
+            roles: vec!["user".into()],
+        };
+        assert_eq!((write.name(), write.status()), ("WritePermissionError", 401));
+        let token = crate::auth::AuthErrorKind::InvalidPayload;
+        let auth = Error::Auth { kind: token, message: String::new() };
+        assert_eq!((auth.name(), auth.status()), ("InvalidTokenPayloadError", 400));
+        let query = Error::Query { kind: crate::query::QueryErrorKind::InvalidOrder, message: String::new() };
+        assert_eq!((query.name(), query.status()), ("InvalidOrderClauseError", 400));
+        assert_eq!(Error::UnknownCollection("x".into()).status(), 400);
     }
 }
