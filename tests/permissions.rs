@@ -300,3 +300,20 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn post_update_rules_see_the_previous_entity_as_prev() {
+    let schema = Schema::from_json(&json!({"collections": {"docs": {
+        "schema": {"type": "record", "properties": {"id": {"type": "string"}, "owner": {"type": "string"}, "text": {"type": "string"}}},
+        "permissions": {"authenticated": {
+            "read": {"filter": [true]}, "insert": {"filter": [true]}, "update": {"filter": [true]},
+            "postUpdate": {"filter": [["owner", "=", "$prev.owner"]]}
+        }}}}}))
+    .unwrap();
+    let db = Database::builder().schema(schema).open_in_memory().unwrap();
+    let user = db.session_from_claims(json!({"sub": "u"})).unwrap();
+    user.insert("docs", json!({"id": "d", "owner": "u", "text": "a"})).unwrap();
+    user.update("docs", "d", json!({"text": "b"})).unwrap();
+    denied(user.update("docs", "d", json!({"owner": "someone else"})));
+    assert_eq!(db.fetch_by_id("docs", "d").unwrap().unwrap(), json!({"id": "d", "owner": "u", "text": "b"}));
+}
