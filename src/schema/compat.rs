@@ -36,7 +36,7 @@ pub enum SchemaChangeCode {
     SchemaCompatibilityMismatch,
 }
 
-/// One diff that is unsafe unless the data allows it.
+/// One diff that is allowed only while the stored data permits it.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SchemaIssue {
@@ -62,7 +62,7 @@ impl fmt::Display for SchemaChange {
     }
 }
 
-/// The data conditions an unsafe diff can be allowed under.
+/// The data conditions under which a risky diff is allowed.
 #[derive(Debug, Clone, PartialEq)]
 enum DataConstraint {
     CollectionIsEmpty,
@@ -130,7 +130,7 @@ struct Edit {
 pub(crate) type DocumentVisitor<'a> = dyn FnMut(&str, &mut dyn FnMut(&Json) -> bool) -> Result<()> + 'a;
 
 impl SchemaChange {
-    /// Compares `old` with `new`, checks the unsafe edits against stored data, and reports.
+    /// Compares `old` with `new`, checks the risky edits against stored data, and reports.
     pub(crate) fn evaluate(
         old: Option<&Schema>,
         new: &Schema,
