@@ -42,7 +42,7 @@ impl<'a> Executor<'a> {
 
     /// Runs a query and returns its results in API form.
     pub(crate) fn fetch(&self, query: &Prepared) -> Result<Vec<Json>> {
-        let (rows, _) = self.rows(query, &[], true)?;
+        let (rows, _) = self.rows(query, &[], true, query.limit)?;
         rows.into_iter().map(|(_, doc)| self.shape(query, doc, &[])).collect()
     }
 
@@ -53,7 +53,7 @@ impl<'a> Executor<'a> {
 
     /// Runs a query and reports how it ran.
     pub(crate) fn explain(&self, query: &Prepared) -> Result<Explain> {
-        let (rows, plan) = self.rows(query, &[], true)?;
+        let (rows, plan) = self.rows(query, &[], true, query.limit)?;
         let access = match &plan.access {
             Access::Scan => "scan".to_owned(),
             Access::Ids(ids) => format!("ids ({})", ids.len()),
@@ -67,8 +67,15 @@ impl<'a> Executor<'a> {
         })
     }
 
-    /// The entities matching `query`, in order, limited.
-    fn rows(&self, query: &Prepared, ancestors: &[&Document], root: bool) -> Result<(Vec<Row>, Plan)> {
+    /// The entities matching `query`, in order, cut to `limit` (the query's own, or 1 for an
+    /// `exists` probe).
+    fn rows(
+        &self,
+        query: &Prepared,
+        ancestors: &[&Document],
+        root: bool,
+        limit: Option<usize>,
+    ) -> Result<(Vec<Row>, Plan)> {
         let resolver = |operand: &Operand| -> Option<Json> {
             match operand {
                 Operand::Value(v) => Some(v.clone()),
@@ -82,16 +89,15 @@ impl<'a> Executor<'a> {
         };
         let plan = plan(query, &self.backend.indexes(&query.collection), &resolver);
         let arrives_sorted = plan.ordered || (query.order.is_empty() && plan.access == Access::Scan);
-        let hops = query.order.iter().any(|k| !k.hops.is_empty());
-        let stop_at = query.limit.filter(|_| arrives_sorted);
+        let stop_at = limit.filter(|_| arrives_sorted);
         let mut rows = Vec::new();
         let mut failure = None;
         let needles = needles(&query.filters);
         let read = self.backend.scan(&query.collection, &plan.access, &needles, &mut |id, doc| {
             match self.matches(&query.filters, doc, ancestors) {
-                Ok(true) if query.after.is_none() || hops || self.after_ok(query, doc) => {
-                    rows.push((id.to_owned(), doc.clone()))
-                }
+                // Preparation refuses cursors on relational order keys, so `after` needs only
+                // the entity itself.
+                Ok(true) if self.after_ok(query, doc) => rows.push((id.to_owned(), doc.clone())),
                 Ok(_) => {}
                 Err(e) => {
                     failure = Some(e);
@@ -109,19 +115,15 @@ impl<'a> Executor<'a> {
         if !arrives_sorted {
             self.sort(query, &mut rows, ancestors)?;
         }
-        if let Some(limit) = query.limit {
+        if let Some(limit) = limit {
             rows.truncate(limit);
         }
         Ok((rows, plan))
     }
 
-    /// Whether any entity matches (an `exists` subquery).
+    /// Whether any entity matches (an `exists` subquery: only its filters count).
     fn any(&self, query: &Prepared, ancestors: &[&Document]) -> Result<bool> {
-        let mut probe = query.clone();
-        probe.order.clear();
-        probe.limit = Some(1);
-        probe.include.clear();
-        Ok(!self.rows(&probe, ancestors, false)?.0.is_empty())
+        Ok(!self.rows(query, ancestors, false, Some(1))?.0.is_empty())
     }
 
     fn matches(&self, conditions: &[Condition], doc: &Document, ancestors: &[&Document]) -> Result<bool> {
@@ -180,7 +182,6 @@ impl<'a> Executor<'a> {
     }
 
     fn sort(&self, query: &Prepared, rows: &mut Vec<Row>, ancestors: &[&Document]) -> Result<()> {
-        let hops = query.order.iter().any(|k| !k.hops.is_empty());
         let mut keyed: Vec<(Vec<Option<Json>>, Row)> = Vec::with_capacity(rows.len());
         for row in rows.drain(..) {
             let mut keys = Vec::with_capacity(query.order.len());
@@ -200,11 +201,7 @@ impl<'a> Executor<'a> {
             let by_id = ra.0.cmp(&rb.0);
             if tie_descending { by_id.reverse() } else { by_id }
         });
-        for (_, row) in keyed {
-            if !hops || self.after_ok(query, &row.1) {
-                rows.push(row);
-            }
-        }
+        rows.extend(keyed.into_iter().map(|(_, row)| row));
         Ok(())
     }
 
@@ -219,7 +216,7 @@ impl<'a> Executor<'a> {
         let Some((first, rest)) = hops.split_first() else { return Ok(lookup(doc, path).cloned()) };
         let mut chain: Vec<&Document> = ancestors.to_vec();
         chain.push(doc);
-        let (related, _) = self.rows(first, &chain, false)?;
+        let (related, _) = self.rows(first, &chain, false, first.limit)?;
         match related.first() {
             Some((_, next)) => self.order_value(rest, path, next, &chain),
             None => Ok(None),
@@ -234,7 +231,7 @@ impl<'a> Executor<'a> {
             let mut chain: Vec<&Document> = ancestors.to_vec();
             chain.push(&doc);
             for include in &query.include {
-                let (rows, _) = self.rows(&include.query, &chain, false)?;
+                let (rows, _) = self.rows(&include.query, &chain, false, include.query.limit)?;
                 let value = match include.cardinality {
                     Cardinality::One => match rows.into_iter().next() {
                         Some((_, related)) => self.shape(&include.query, related, &chain)?,

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::state::EntityState;
-use super::{Access, Backend, Document, IndexRange, Needle, RowWrite, Timestamp};
+use super::{Access, Backend, Document, IndexRange, Needle, RowWrite};
 use crate::error::Result;
 use crate::query::lookup_path;
 use crate::value::sort_key;
@@ -52,9 +52,6 @@ impl MemoryIndex {
 struct Row {
     state: EntityState,
     doc: Option<Document>,
-    #[allow(dead_code)]
-    // Read by sync checkpoints (server issue); stored now so rows are complete.
-    changed: Timestamp,
 }
 
 /// What to put back on rollback.
@@ -82,7 +79,8 @@ impl MemoryBackend {
 
     fn put(&mut self, collection: &str, id: &str, row: &RowWrite) {
         self.remember_row(collection, id);
-        let stored = Row { state: row.state.to_state(row.doc), doc: row.doc.cloned(), changed: row.changed.clone() };
+        // The merge state carries the latest timestamp (`RowWrite::changed`) already.
+        let stored = Row { state: row.state.to_state(row.doc), doc: row.doc.cloned() };
         self.replace(collection, id, Some(stored));
     }
 
