@@ -11,6 +11,7 @@
 pub mod auth;
 mod db;
 mod error;
+pub mod live;
 pub mod permissions;
 pub mod query;
 pub mod schema;
@@ -20,6 +21,7 @@ pub mod value;
 pub use auth::{AuthConfig, DevTokenKind, VerifiedToken, mint_dev_token};
 pub use db::{Database, DatabaseBuilder, Session, Transaction};
 pub use error::{Error, Result};
+pub use live::{LiveResult, ResultChange, Subscription};
 pub use query::{Direction, Explain, Filter, Query, Variables};
 pub use schema::{Schema, SchemaChange};
 pub use store::{Changes, Clock, Durability, Timestamp};

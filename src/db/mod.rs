@@ -14,6 +14,10 @@ use serde_json::Value as Json;
 
 use crate::auth::{AuthConfig, VerifiedToken, Verifier};
 use crate::error::{Error, Result};
+use crate::live::{
+    Change, Consumer, ExpandingSubscription, LiveQueries, LiveResult, PagedSubscription, Source, Subscribe,
+    Subscription,
+};
 use crate::permissions::{Principal, default_roles, match_roles, normalize_claims};
 use crate::query::{Explain, Filter, Query, Variables};
 use crate::schema::{Schema, SchemaChange};
@@ -40,6 +44,7 @@ struct Shared {
     schema: RwLock<Option<Arc<Schema>>>,
     clock: HybridClock,
     verifier: Verifier,
+    live: Arc<LiveQueries>,
 }
 
 /// Options for opening a [`Database`].
@@ -150,6 +155,7 @@ impl DatabaseBuilder {
                 schema: RwLock::new(stored_schema),
                 clock,
                 verifier,
+                live: Arc::default(),
             }),
         };
         if let Some(schema) = self.schema {
@@ -217,7 +223,12 @@ impl Database {
             backend.rollback();
             return Err(e);
         }
-        *schema_slot = Some(Arc::new(schema));
+        let schema = Arc::new(schema);
+        *schema_slot = Some(schema.clone());
+        drop(schema_slot);
+        self.shared.live.schema_changed(store.backend(), Some(&schema), &|source: &Source| {
+            transaction::prepare_read(&source.query, Some(&schema), source.access.as_deref(), &Variables::new())
+        });
         Ok(change)
     }
 
@@ -239,14 +250,30 @@ impl Database {
         store.backend().begin()?;
         // Rolls back if `work` panics, so the next transaction starts clean.
         let mut guard = RollbackOnDrop { store: &mut store, armed: true };
-        let mut tx = Transaction::new(&mut *guard.store, schema, &self.shared.clock, access);
+        let mut tx = Transaction::new(&mut *guard.store, schema.clone(), &self.shared.clock, access);
+        // Subscriptions open and close under the store lock, so this holds for the whole
+        // transaction.
+        let capture = self.shared.live.is_active();
+        tx.capture = capture;
         let output = work(&mut tx)?;
         tx.check_writes()?;
+        let touched = std::mem::take(&mut tx.touched);
         if let Some(latest) = tx.latest.take() {
             guard.store.backend().write_meta(META_CLOCK, &latest.sort_key())?;
         }
         guard.store.backend().commit()?;
         guard.armed = false;
+        if capture && !touched.is_empty() {
+            let backend = guard.store.backend();
+            let mut changes = Vec::with_capacity(touched.len());
+            for t in touched {
+                // The commit is durable: a failed read here must not report it as failed, so
+                // an unreadable entity reaches the live queries as deleted.
+                let after = backend.read_doc(&t.collection, &t.id).unwrap_or(None);
+                changes.push(Change { collection: t.collection, id: t.id, before: t.before, after });
+            }
+            self.shared.live.after_commit(backend, schema.as_deref(), changes);
+        }
         Ok(output)
     }
 
@@ -309,6 +336,47 @@ impl Database {
             tx.apply_changes(changes, &ts)?;
             Ok(ts)
         })
+    }
+
+    /// Subscribes to a query: the first result, then a new one after every commit that changes
+    /// it (local writes and merged changes alike), over the returned subscription's channel.
+    pub fn subscribe(&self, query: &Query) -> Result<Subscription> {
+        self.subscribe_as(None, query, Consumer::Channel)
+    }
+
+    /// Subscribes with a callback instead of a channel. Callbacks run one at a time on this
+    /// database's delivery thread, in commit order, never on the writing thread; a callback may
+    /// read, write and unsubscribe (its own writes are delivered after it returns). A slow
+    /// callback delays only deliveries: results that pile up meanwhile arrive as one.
+    pub fn subscribe_with(
+        &self,
+        query: &Query,
+        callback: impl FnMut(LiveResult) + Send + 'static,
+    ) -> Result<Subscription> {
+        self.subscribe_as(None, query, Consumer::Callback(Box::new(callback)))
+    }
+
+    /// A live query shown `page_size` entities at a time, with `next_page` / `prev_page`.
+    pub fn subscribe_paged(&self, query: &Query, page_size: usize) -> Result<PagedSubscription> {
+        PagedSubscription::new(Box::new(Subscriber { db: self.clone(), access: None }), query, page_size)
+    }
+
+    /// A live query that starts with `page_size` entities and grows with `load_more`.
+    pub fn subscribe_expanding(&self, query: &Query, page_size: usize) -> Result<ExpandingSubscription> {
+        ExpandingSubscription::new(Box::new(Subscriber { db: self.clone(), access: None }), query, page_size)
+    }
+
+    pub(crate) fn subscribe_as(
+        &self,
+        access: Option<Arc<Principal>>,
+        query: &Query,
+        consumer: Consumer,
+    ) -> Result<Subscription> {
+        let schema = self.schema();
+        let prepared = transaction::prepare_read(query, schema.as_deref(), access.as_deref(), &Variables::new())?;
+        let mut store = self.shared.store.lock();
+        let source = Source { query: query.clone(), access };
+        self.shared.live.subscribe(store.backend(), schema.as_deref(), source, prepared, consumer)
     }
 
     /// Runs a read without opening a write transaction.
@@ -386,6 +454,18 @@ fn wanted_indexes(schema: &Schema) -> Vec<(String, Vec<Vec<String>>)> {
         }
     }
     wanted.into_iter().collect()
+}
+
+/// Subscribes for the paged helpers: as the database itself, or through a session.
+pub(crate) struct Subscriber {
+    pub db: Database,
+    pub access: Option<Arc<Principal>>,
+}
+
+impl Subscribe for Subscriber {
+    fn subscribe_query(&self, query: &Query) -> Result<Subscription> {
+        self.db.subscribe_as(self.access.clone(), query, Consumer::Channel)
+    }
 }
 
 struct RollbackOnDrop<'a> {

@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use serde_json::Value as Json;
 
-use super::{Database, Transaction};
+use super::{Database, Subscriber, Transaction};
 use crate::error::Result;
+use crate::live::{Consumer, ExpandingSubscription, LiveResult, PagedSubscription, Subscription};
 use crate::permissions::{Principal, SessionRole};
 use crate::query::{Explain, Query, Variables};
 
@@ -79,5 +80,34 @@ impl Session {
     /// How a query runs through the read rules.
     pub fn explain(&self, query: &Query) -> Result<Explain> {
         self.db.read_as(Some(self.access.clone()), |tx| tx.explain(query))
+    }
+
+    /// A live query through the read rules: an entity that stops being readable leaves the
+    /// result. See [`Database::subscribe`].
+    pub fn subscribe(&self, query: &Query) -> Result<Subscription> {
+        self.db.subscribe_as(Some(self.access.clone()), query, Consumer::Channel)
+    }
+
+    /// [`Session::subscribe`] with a callback; see [`Database::subscribe_with`].
+    pub fn subscribe_with(
+        &self,
+        query: &Query,
+        callback: impl FnMut(LiveResult) + Send + 'static,
+    ) -> Result<Subscription> {
+        self.db.subscribe_as(Some(self.access.clone()), query, Consumer::Callback(Box::new(callback)))
+    }
+
+    /// A paged live query through the read rules; see [`Database::subscribe_paged`].
+    pub fn subscribe_paged(&self, query: &Query, page_size: usize) -> Result<PagedSubscription> {
+        PagedSubscription::new(Box::new(self.subscriber()), query, page_size)
+    }
+
+    /// A growing live query through the read rules; see [`Database::subscribe_expanding`].
+    pub fn subscribe_expanding(&self, query: &Query, page_size: usize) -> Result<ExpandingSubscription> {
+        ExpandingSubscription::new(Box::new(self.subscriber()), query, page_size)
+    }
+
+    fn subscriber(&self) -> Subscriber {
+        Subscriber { db: self.db.clone(), access: Some(self.access.clone()) }
     }
 }

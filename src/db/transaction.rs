@@ -24,16 +24,18 @@ pub struct Transaction<'a> {
     pub(super) latest: Option<Timestamp>,
     /// The session whose rules apply, if any.
     pub(super) access: Option<Arc<Principal>>,
-    /// Entities written, with their state before the transaction, for the commit-time checks.
+    /// Entities written, with their state before the transaction: for the commit-time checks
+    /// of a session, and for live queries when any are open (`capture`).
     pub(super) touched: Vec<Touched>,
+    pub(super) capture: bool,
     pub(super) touched_keys: HashSet<(String, String)>,
 }
 
-/// One entity a session's transaction wrote.
-pub(super) struct Touched {
-    collection: String,
-    id: String,
-    before: Option<Document>,
+/// One entity a transaction wrote, with its document before the transaction.
+pub(crate) struct Touched {
+    pub collection: String,
+    pub id: String,
+    pub before: Option<Document>,
 }
 
 /// How documents of one collection are encoded: by its schema, or schemaless.
@@ -57,7 +59,16 @@ impl<'a> Transaction<'a> {
         clock: &'a HybridClock,
         access: Option<Arc<Principal>>,
     ) -> Self {
-        Transaction { store, schema, clock, latest: None, access, touched: Vec::new(), touched_keys: HashSet::new() }
+        Transaction {
+            store,
+            schema,
+            clock,
+            latest: None,
+            access,
+            touched: Vec::new(),
+            capture: false,
+            touched_keys: HashSet::new(),
+        }
     }
 
     /// The schema in force, cloned out so the store can be borrowed while it is used.
@@ -181,26 +192,14 @@ impl<'a> Transaction<'a> {
         self.access.as_ref().is_some_and(|a| !a.bypass)
     }
 
-    /// The session's claims as `$session`/`$token`, unless the caller set them.
-    fn session_vars(&self, vars: &Variables) -> Variables {
-        match &self.access {
-            Some(access) if vars.scope("$session").is_none() => {
-                vars.clone().with_scope("$session", Json::Object(access.claims.clone()))
-            }
-            _ => vars.clone(),
-        }
-    }
-
     fn prepare_read(&self, query: &Query, vars: &Variables) -> Result<crate::query::Prepared> {
-        let schema = self.schema();
-        let access = self.access.as_ref().filter(|a| !a.bypass);
-        let rules = access.map(|a| Rules { roles: &a.roles, operation: Operation::Read });
-        prepare(query, schema.as_deref(), &self.session_vars(vars), rules)
+        prepare_read(query, self.schema.as_deref(), self.access.as_deref(), vars)
     }
 
-    /// Records an entity's state before this transaction first writes it (sessions only).
+    /// Records an entity's state before this transaction first writes it, when a session's
+    /// rules or live queries will need it.
     fn remember(&mut self, collection: &str, id: &str) -> Result<()> {
-        if !self.rules_apply() || !self.touched_keys.insert((collection.to_owned(), id.to_owned())) {
+        if !(self.capture || self.rules_apply()) || !self.touched_keys.insert((collection.to_owned(), id.to_owned())) {
             return Ok(());
         }
         let before = self.store.backend().read_doc(collection, id)?;
@@ -214,7 +213,8 @@ impl<'a> Transaction<'a> {
     pub(super) fn check_writes(&mut self) -> Result<()> {
         let Some(access) = self.access.clone().filter(|a| !a.bypass) else { return Ok(()) };
         let schema = self.schema();
-        for touched in std::mem::take(&mut self.touched) {
+        let touched_list = std::mem::take(&mut self.touched);
+        for touched in &touched_list {
             let after = self.store.backend().read_doc(&touched.collection, &touched.id)?;
             let checks: Vec<(Operation, &Document, Option<&Document>)> = match (&touched.before, &after) {
                 (None, Some(new)) => vec![(Operation::Insert, new, None)],
@@ -223,7 +223,7 @@ impl<'a> Transaction<'a> {
                 (None, None) => Vec::new(),
             };
             for (operation, entity, prev) in checks {
-                let mut vars = self.session_vars(&Variables::new());
+                let mut vars = session_vars(Some(&access), &Variables::new());
                 if let Some(prev) = prev {
                     vars = vars.with_scope("$prev", Json::Object(prev.clone()));
                 }
@@ -243,6 +243,7 @@ impl<'a> Transaction<'a> {
                 }
             }
         }
+        self.touched = touched_list;
         Ok(())
     }
 
@@ -283,6 +284,28 @@ impl<'a> Transaction<'a> {
         self.clock.observe(ts);
         Ok(())
     }
+}
+
+/// The session's claims as `$session`/`$token`, unless the caller set them.
+fn session_vars(access: Option<&Principal>, vars: &Variables) -> Variables {
+    match access {
+        Some(access) if vars.scope("$session").is_none() => {
+            vars.clone().with_scope("$session", Json::Object(access.claims.clone()))
+        }
+        _ => vars.clone(),
+    }
+}
+
+/// Prepares a read for `access` (none: the database itself): its read rules folded in unless
+/// it bypasses them, its claims as `$session`.
+pub(crate) fn prepare_read(
+    query: &Query,
+    schema: Option<&Schema>,
+    access: Option<&Principal>,
+    vars: &Variables,
+) -> Result<crate::query::Prepared> {
+    let rules = access.filter(|a| !a.bypass).map(|a| Rules { roles: &a.roles, operation: Operation::Read });
+    prepare(query, schema, &session_vars(access, vars), rules)
 }
 
 fn as_object<'j>(collection: &str, doc: &'j Json) -> Result<&'j Map<String, Json>> {

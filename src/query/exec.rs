@@ -33,7 +33,10 @@ pub(crate) struct Executor<'a> {
     root_read: Cell<usize>,
 }
 
-type Row = (String, Document);
+pub(crate) type Row = (String, Document);
+
+/// The values a row sorts by, one per order key (`None`: no value).
+pub(crate) type OrderValues = Vec<Option<Json>>;
 
 impl<'a> Executor<'a> {
     pub(crate) fn new(backend: &'a dyn Backend, schema: Option<&'a Schema>) -> Self {
@@ -49,6 +52,26 @@ impl<'a> Executor<'a> {
     /// Whether one document satisfies a prepared query's filters (a permission check).
     pub(crate) fn satisfies(&self, query: &Prepared, doc: &Document) -> Result<bool> {
         self.matches(&query.filters, doc, &[])
+    }
+
+    /// The rows a query selects (filters, `after`, order, limit), before shaping.
+    pub(crate) fn root_rows(&self, query: &Prepared) -> Result<Vec<Row>> {
+        Ok(self.rows(query, &[], true, query.limit)?.0)
+    }
+
+    /// Whether a document belongs to a query's results, the limit aside.
+    pub(crate) fn accepts(&self, query: &Prepared, doc: &Document) -> Result<bool> {
+        Ok(self.matches(&query.filters, doc, &[])? && self.after_ok(query, doc))
+    }
+
+    /// One root row in API form (selected attributes, included relations).
+    pub(crate) fn shape_row(&self, query: &Prepared, doc: Document) -> Result<Json> {
+        self.shape(query, doc, &[])
+    }
+
+    /// The values a root row sorts by, for [`compare_rows`].
+    pub(crate) fn order_values(&self, query: &Prepared, doc: &Document) -> Result<OrderValues> {
+        query.order.iter().map(|key| self.order_value(&key.hops, &key.path, doc, &[])).collect()
     }
 
     /// Runs a query and reports how it ran.
@@ -182,7 +205,7 @@ impl<'a> Executor<'a> {
     }
 
     fn sort(&self, query: &Prepared, rows: &mut Vec<Row>, ancestors: &[&Document]) -> Result<()> {
-        let mut keyed: Vec<(Vec<Option<Json>>, Row)> = Vec::with_capacity(rows.len());
+        let mut keyed: Vec<(OrderValues, Row)> = Vec::with_capacity(rows.len());
         for row in rows.drain(..) {
             let mut keys = Vec::with_capacity(query.order.len());
             for key in &query.order {
@@ -190,17 +213,7 @@ impl<'a> Executor<'a> {
             }
             keyed.push((keys, row));
         }
-        let tie_descending = query.order.last().is_some_and(|k| k.descending);
-        keyed.sort_by(|(ka, ra), (kb, rb)| {
-            for (key, (a, b)) in query.order.iter().zip(ka.iter().zip(kb)) {
-                let order = compare_no_value_lowest(a.as_ref(), b.as_ref());
-                if order != Ordering::Equal {
-                    return if key.descending { order.reverse() } else { order };
-                }
-            }
-            let by_id = ra.0.cmp(&rb.0);
-            if tie_descending { by_id.reverse() } else { by_id }
-        });
+        keyed.sort_by(|(ka, ra), (kb, rb)| compare_rows(query, (ka, &ra.0), (kb, &rb.0)));
         rows.extend(keyed.into_iter().map(|(_, row)| row));
         Ok(())
     }
@@ -304,6 +317,23 @@ fn needles(conditions: &[Condition]) -> Vec<Needle> {
         }
     }
     out
+}
+
+/// The order of two rows in a query's results: by the order keys, ties by id (descending when
+/// the last key is).
+pub(crate) fn compare_rows(
+    query: &Prepared,
+    (ka, ida): (&OrderValues, &str),
+    (kb, idb): (&OrderValues, &str),
+) -> Ordering {
+    for (key, (a, b)) in query.order.iter().zip(ka.iter().zip(kb)) {
+        let order = compare_no_value_lowest(a.as_ref(), b.as_ref());
+        if order != Ordering::Equal {
+            return if key.descending { order.reverse() } else { order };
+        }
+    }
+    let by_id = ida.cmp(idb);
+    if query.order.last().is_some_and(|k| k.descending) { by_id.reverse() } else { by_id }
 }
 
 /// Triplit's sort order: `value ?? MIN`, so missing and `null` tie below everything.

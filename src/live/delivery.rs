@@ -1,0 +1,213 @@
+//! Delivering results to consumers without letting a slow one hold up writers.
+//!
+//! Writers never wait for a consumer: each delivery replaces what a consumer has not taken
+//! yet, and the consumer receives the latest result with the net change from the last result
+//! it actually received. Per subscription, deliveries follow commit order.
+
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+use serde_json::Value as Json;
+
+use super::view::Snapshot;
+
+/// A subscription's result after a commit changed it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveResult {
+    /// The whole result, in the query's order (API form, includes nested).
+    pub results: Vec<Json>,
+    /// How it differs from the result this consumer received before.
+    pub change: ResultChange,
+}
+
+/// The net difference between two results.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResultChange {
+    /// Entities that entered the result.
+    pub added: Vec<Json>,
+    /// Ids of entities that left it.
+    pub removed: Vec<String>,
+    /// Entities still in the result whose content (attributes or includes) changed.
+    pub updated: Vec<Json>,
+}
+
+impl ResultChange {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.updated.is_empty()
+    }
+}
+
+/// The message that brings a consumer from `old` (`None`: it has received nothing yet) to
+/// `new`, or `None` when it already holds `new` (changes that cancelled out). A result that
+/// only changed order has an empty `change` but is still delivered.
+fn diff(old: Option<&Snapshot>, new: &Snapshot) -> Option<LiveResult> {
+    if old == Some(new) {
+        return None;
+    }
+    let empty = Snapshot::default();
+    let change = net_change(
+        old.unwrap_or(&empty).0.iter().map(|(id, e)| (id.as_str(), e)),
+        new.0.iter().map(|(id, e)| (id.as_str(), e)),
+    );
+    Some(LiveResult { results: new.0.iter().map(|(_, e)| e.clone()).collect(), change })
+}
+
+/// What changed from `old` to `new`, entities matched by id.
+pub(crate) fn net_change<'a>(
+    old: impl Iterator<Item = (&'a str, &'a Json)>,
+    new: impl Iterator<Item = (&'a str, &'a Json)>,
+) -> ResultChange {
+    let mut before: HashMap<&str, &Json> = old.collect();
+    let mut change = ResultChange::default();
+    for (id, entity) in new {
+        match before.remove(id) {
+            None => change.added.push(entity.clone()),
+            Some(previous) if previous != entity => change.updated.push(entity.clone()),
+            Some(_) => {}
+        }
+    }
+    let mut removed: Vec<String> = before.into_keys().map(str::to_owned).collect();
+    removed.sort();
+    change.removed = removed;
+    change
+}
+
+/// Where a subscription's results go.
+pub(crate) enum Sink {
+    Channel(ChannelSink),
+    Callback(Arc<CallbackSink>),
+}
+
+impl Sink {
+    pub(crate) fn post(&self, latest: Arc<Snapshot>, dispatcher: &Dispatcher) {
+        match self {
+            Sink::Channel(sink) => sink.post(latest),
+            Sink::Callback(sink) => sink.post(latest, dispatcher),
+        }
+    }
+
+    pub(crate) fn close(&self) {
+        if let Sink::Callback(sink) = self {
+            sink.closed.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// A bounded channel of one: a result not yet received is taken back and replaced by one
+/// that covers both changes.
+pub(crate) struct ChannelSink {
+    sender: Sender<LiveResult>,
+    /// The writers' handle on the channel, to take back a result not yet received.
+    reclaim: Receiver<LiveResult>,
+    state: Mutex<ChannelState>,
+}
+
+struct ChannelState {
+    /// The last result the consumer may have received.
+    received: Option<Arc<Snapshot>>,
+    /// The result in the channel, or last put there.
+    sent: Option<Arc<Snapshot>>,
+}
+
+impl ChannelSink {
+    pub(crate) fn new() -> (Self, Receiver<LiveResult>) {
+        let (sender, receiver) = crossbeam_channel::bounded(1);
+        let state = Mutex::new(ChannelState { received: None, sent: None });
+        (ChannelSink { sender, reclaim: receiver.clone(), state }, receiver)
+    }
+
+    fn post(&self, latest: Arc<Snapshot>) {
+        let mut state = self.state.lock();
+        // Either the consumer took `sent` (the channel is empty) or we take it back now and it
+        // was never seen; only writers fill the channel, and they hold `state`.
+        if self.reclaim.try_recv().is_err() {
+            state.received = state.sent.clone();
+        }
+        let message = diff(state.received.as_deref(), &latest);
+        state.sent = Some(latest);
+        if let Some(message) = message {
+            // The channel is empty and only we fill it: this cannot block.
+            let _ = self.sender.try_send(message);
+        } else {
+            state.received = state.sent.clone();
+        }
+    }
+}
+
+/// A callback, called on the database's delivery thread.
+pub(crate) struct CallbackSink {
+    callback: Mutex<Box<dyn FnMut(LiveResult) + Send>>,
+    state: Mutex<CallbackState>,
+    closed: AtomicBool,
+}
+
+#[derive(Default)]
+struct CallbackState {
+    delivered: Option<Arc<Snapshot>>,
+    pending: Option<Arc<Snapshot>>,
+    /// Whether the delivery thread has this sink in its queue.
+    queued: bool,
+}
+
+impl CallbackSink {
+    pub(crate) fn new(callback: Box<dyn FnMut(LiveResult) + Send>) -> Arc<Self> {
+        Arc::new(CallbackSink {
+            callback: Mutex::new(callback),
+            state: Mutex::new(CallbackState::default()),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    fn post(self: &Arc<Self>, latest: Arc<Snapshot>, dispatcher: &Dispatcher) {
+        let mut state = self.state.lock();
+        state.pending = Some(latest);
+        if !state.queued {
+            state.queued = true;
+            dispatcher.queue.send(self.clone()).expect("the delivery thread lives as long as the database");
+        }
+    }
+
+    fn deliver(&self) {
+        let message = {
+            let mut state = self.state.lock();
+            state.queued = false;
+            let Some(latest) = state.pending.take() else { return };
+            let message = diff(state.delivered.as_deref(), &latest);
+            state.delivered = Some(latest);
+            message
+        };
+        let Some(message) = message else { return };
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let mut callback = self.callback.lock();
+        // A panicking callback must not take the delivery thread (and every other
+        // subscription) down with it.
+        let _ = catch_unwind(AssertUnwindSafe(|| callback(message)));
+    }
+}
+
+/// The delivery thread: calls callbacks one at a time, in the order their results were posted.
+pub(crate) struct Dispatcher {
+    queue: Sender<Arc<CallbackSink>>,
+}
+
+impl Dispatcher {
+    pub(crate) fn start() -> Self {
+        let (queue, pending) = crossbeam_channel::unbounded::<Arc<CallbackSink>>();
+        std::thread::Builder::new()
+            .name("triplite-live".into())
+            .spawn(move || {
+                // Ends when the database (the only sender) is dropped.
+                for sink in pending {
+                    sink.deliver();
+                }
+            })
+            .expect("spawning the live-query delivery thread");
+        Dispatcher { queue }
+    }
+}

@@ -1,0 +1,226 @@
+//! Live queries: subscriptions whose results are kept up to date after every commit.
+//!
+//! Each commit hands the entities it changed to [`LiveQueries::after_commit`] while the store
+//! is still locked, so views see commits one at a time, in order, and read a consistent state.
+//! [`routes`] picks the views a change can affect, [`view`] updates each one (in place where it
+//! can), and [`delivery`] hands new results to consumers without waiting for them.
+
+mod delivery;
+mod pages;
+mod routes;
+mod view;
+
+pub use delivery::{LiveResult, ResultChange};
+pub use pages::{ExpandingSubscription, Page, PagedSubscription};
+
+pub(crate) use pages::Subscribe;
+
+pub(crate) use view::{Change, Source};
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use crossbeam_channel::Receiver;
+use parking_lot::Mutex;
+
+use crate::error::Result;
+use crate::query::{Executor, Prepared};
+use crate::schema::Schema;
+use crate::store::Backend;
+use delivery::{CallbackSink, ChannelSink, Dispatcher, Sink};
+use routes::{Routes, ViewId};
+use view::View;
+
+/// Every open subscription of one database.
+#[derive(Default)]
+pub(crate) struct LiveQueries {
+    registry: Mutex<Registry>,
+    /// How many views are open: writers record what they change only when some are.
+    open: AtomicUsize,
+    dispatcher: OnceLock<Dispatcher>,
+}
+
+#[derive(Default)]
+struct Registry {
+    next_id: ViewId,
+    views: HashMap<ViewId, Entry>,
+    routes: Routes,
+}
+
+struct Entry {
+    view: View,
+    sink: Sink,
+    published: Arc<view::Snapshot>,
+}
+
+/// How a new subscription wants its results.
+pub(crate) enum Consumer {
+    Channel,
+    Callback(Box<dyn FnMut(LiveResult) + Send>),
+}
+
+impl LiveQueries {
+    /// Whether any subscription is open (read under the store lock, like every change to it).
+    pub(crate) fn is_active(&self) -> bool {
+        self.open.load(Ordering::Acquire) > 0
+    }
+
+    fn dispatcher(&self) -> &Dispatcher {
+        self.dispatcher.get_or_init(Dispatcher::start)
+    }
+
+    /// Opens a view and delivers its first result. The caller holds the store lock, so no
+    /// commit falls between the first result and the registration.
+    pub(crate) fn subscribe(
+        self: &Arc<Self>,
+        backend: &dyn Backend,
+        schema: Option<&Schema>,
+        source: Source,
+        query: Prepared,
+        consumer: Consumer,
+    ) -> Result<Subscription> {
+        let view = View::new(source, query, &Executor::new(backend, schema))?;
+        let first = Arc::new(view.snapshot());
+        let (sink, receiver) = match consumer {
+            Consumer::Channel => {
+                let (sink, receiver) = ChannelSink::new();
+                (Sink::Channel(sink), Some(receiver))
+            }
+            Consumer::Callback(callback) => (Sink::Callback(CallbackSink::new(callback)), None),
+        };
+        sink.post(first.clone(), self.dispatcher());
+        let mut registry = self.registry.lock();
+        let id = registry.next_id;
+        registry.next_id += 1;
+        registry.routes.add(id, &view.deps);
+        registry.views.insert(id, Entry { view, sink, published: first });
+        self.open.fetch_add(1, Ordering::AcqRel);
+        Ok(Subscription { id, live: self.clone(), receiver })
+    }
+
+    fn unsubscribe(&self, id: ViewId) {
+        let mut registry = self.registry.lock();
+        if let Some(entry) = registry.views.remove(&id) {
+            registry.routes.remove(id, &entry.view.deps);
+            entry.sink.close();
+            self.open.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Updates the views one commit can affect and delivers the results that changed.
+    pub(crate) fn after_commit(&self, backend: &dyn Backend, schema: Option<&Schema>, changes: Vec<Change>) {
+        let mut registry = self.registry.lock();
+        let mut routed: BTreeMap<ViewId, Vec<&Change>> = BTreeMap::new();
+        let mut candidates = BTreeSet::new();
+        for change in &changes {
+            candidates.clear();
+            registry.routes.candidates(change, &mut candidates);
+            for id in &candidates {
+                routed.entry(*id).or_default().push(change);
+            }
+        }
+        let exec = Executor::new(backend, schema);
+        let mut failed = Vec::new();
+        for (id, changes) in routed {
+            let entry = registry.views.get_mut(&id).expect("routes name only open views");
+            match entry.view.apply(&exec, &changes) {
+                Ok(false) => {}
+                Ok(true) => self.publish(entry),
+                Err(_) => failed.push(id),
+            }
+        }
+        drop(registry);
+        // A view that cannot be read any more (storage failing) ends; its consumer sees the
+        // channel close.
+        for id in failed {
+            self.unsubscribe(id);
+        }
+    }
+
+    /// Prepares every view again for a new schema and re-reads it; a view whose query the new
+    /// schema rejects ends.
+    pub(crate) fn schema_changed(
+        &self,
+        backend: &dyn Backend,
+        schema: Option<&Schema>,
+        prepare: &dyn Fn(&Source) -> Result<Prepared>,
+    ) {
+        let mut registry = self.registry.lock();
+        let exec = Executor::new(backend, schema);
+        let mut failed = Vec::new();
+        let ids: Vec<ViewId> = registry.views.keys().copied().collect();
+        for id in ids {
+            let registry = &mut *registry;
+            let entry = registry.views.get_mut(&id).expect("listed just now");
+            match prepare(&entry.view.source).and_then(|query| View::new(entry.view.source.clone(), query, &exec)) {
+                Ok(view) => {
+                    registry.routes.remove(id, &entry.view.deps);
+                    registry.routes.add(id, &view.deps);
+                    entry.view = view;
+                    self.publish(entry);
+                }
+                Err(_) => failed.push(id),
+            }
+        }
+        drop(registry);
+        for id in failed {
+            self.unsubscribe(id);
+        }
+    }
+
+    fn publish(&self, entry: &mut Entry) {
+        let latest = Arc::new(entry.view.snapshot());
+        if latest != entry.published {
+            entry.published = latest.clone();
+            entry.sink.post(latest, self.dispatcher());
+        }
+    }
+}
+
+/// An open live query. Dropping it (or calling [`Subscription::unsubscribe`]) ends it.
+///
+/// A subscription made with [`crate::Database::subscribe`] receives [`LiveResult`]s over a
+/// channel: the first carries the initial result, each later one follows a commit that changed
+/// it. A consumer that falls behind never blocks writers: it finds one result waiting, the
+/// latest, whose `change` is the net difference from the last result it received. A
+/// subscription made with a callback has no channel; see [`crate::Database::subscribe_with`].
+pub struct Subscription {
+    id: ViewId,
+    live: Arc<LiveQueries>,
+    receiver: Option<Receiver<LiveResult>>,
+}
+
+impl Subscription {
+    /// The channel results arrive on (`None` for a callback subscription), for `select!`.
+    pub fn receiver(&self) -> Option<&Receiver<LiveResult>> {
+        self.receiver.as_ref()
+    }
+
+    /// Waits for the next result. `None` once the subscription has ended (a schema change made
+    /// its query invalid, or storage failed) or for a callback subscription.
+    pub fn recv(&self) -> Option<LiveResult> {
+        self.receiver.as_ref()?.recv().ok()
+    }
+
+    /// Waits at most `timeout` for the next result.
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<LiveResult> {
+        self.receiver.as_ref()?.recv_timeout(timeout).ok()
+    }
+
+    /// The next result if one is waiting.
+    pub fn try_recv(&self) -> Option<LiveResult> {
+        self.receiver.as_ref()?.try_recv().ok()
+    }
+
+    /// Ends the subscription. A channel receives nothing more; a callback is not called again,
+    /// except once more if its delivery had already begun on the delivery thread.
+    pub fn unsubscribe(self) {}
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.live.unsubscribe(self.id);
+    }
+}

@@ -1,0 +1,240 @@
+//! A view: one subscribed query and its current result, kept up to date after each commit.
+//!
+//! Most views update in place: a write to the root collection moves, adds or drops only the
+//! entities it changed. Two shapes fall back to re-running the query:
+//! - root filters or order that read other entities (`exists`, relation paths, relational
+//!   permission rules, order through a relation): a write to any collection they read can
+//!   change which entities match, and finding which would mean inverting the subquery;
+//! - a full `limit` window that loses a member: the entity that slides in from beyond the
+//!   window is not in memory.
+//!
+//! A write that reaches only included relations re-shapes the current rows (their includes are
+//! read again) without re-running the root query.
+
+use std::cmp::Ordering;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use serde_json::Value as Json;
+
+use crate::error::Result;
+use crate::permissions::Principal;
+use crate::query::{Condition, Executor, Op, Operand, OrderValues, Prepared, Query, compare_rows};
+use crate::store::Document;
+use crate::value::sort_key;
+
+/// One entity a commit changed, as it was before the transaction and is after it.
+pub(crate) struct Change {
+    pub collection: String,
+    pub id: String,
+    pub before: Option<Document>,
+    pub after: Option<Document>,
+}
+
+/// A result in the order the query gives: `(id, entity in API form)`.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Snapshot(pub Vec<(String, Json)>);
+
+/// What a subscription asked for, kept so it can be prepared again after a schema change.
+#[derive(Clone)]
+pub(crate) struct Source {
+    pub query: Query,
+    pub access: Option<Arc<Principal>>,
+}
+
+/// What a prepared query reads, for routing writes to it.
+#[derive(Debug)]
+pub(crate) struct Dependencies {
+    pub root: String,
+    /// Collections read through subqueries: `exists`, relation paths, order hops, includes.
+    pub read_collections: BTreeSet<String>,
+    /// Whether the root's filters and order read nothing but the entity itself.
+    pub root_is_simple: bool,
+    /// Collections the root's filters and order read (a subset of `read_collections`).
+    pub filter_collections: BTreeSet<String>,
+    /// Top-level `attribute = constant` filters: (path, key of the constant).
+    pub equalities: Vec<(Vec<String>, Vec<u8>)>,
+}
+
+impl Dependencies {
+    pub(crate) fn of(query: &Prepared) -> Self {
+        let mut filter_collections = BTreeSet::new();
+        conditions_read(&query.filters, &mut filter_collections);
+        for key in &query.order {
+            for hop in &key.hops {
+                query_reads(hop, &mut filter_collections);
+            }
+        }
+        let root_is_simple = filter_collections.is_empty();
+        let mut read_collections = filter_collections.clone();
+        for include in &query.include {
+            query_reads(&include.query, &mut read_collections);
+        }
+        let mut equalities = Vec::new();
+        equalities_of(&query.filters, &mut equalities);
+        Dependencies {
+            root: query.collection.clone(),
+            read_collections,
+            root_is_simple,
+            filter_collections,
+            equalities,
+        }
+    }
+}
+
+/// Every collection a (sub)query reads, itself included.
+fn query_reads(query: &Prepared, out: &mut BTreeSet<String>) {
+    out.insert(query.collection.clone());
+    conditions_read(&query.filters, out);
+    for key in &query.order {
+        for hop in &key.hops {
+            query_reads(hop, out);
+        }
+    }
+    for include in &query.include {
+        query_reads(&include.query, out);
+    }
+}
+
+fn conditions_read(conditions: &[Condition], out: &mut BTreeSet<String>) {
+    for condition in conditions {
+        match condition {
+            Condition::All(inner) | Condition::Any(inner) => conditions_read(inner, out),
+            Condition::Exists(sub) => query_reads(sub, out),
+            Condition::Constant(_) | Condition::Compare { .. } => {}
+        }
+    }
+}
+
+fn equalities_of(conditions: &[Condition], out: &mut Vec<(Vec<String>, Vec<u8>)>) {
+    for condition in conditions {
+        match condition {
+            Condition::All(inner) => equalities_of(inner, out),
+            Condition::Compare { path, op: Op::Eq, operand: Operand::Value(value), on_set: false, .. }
+                if !value.is_object() && !value.is_array() =>
+            {
+                out.push((path.clone(), sort_key(Some(value))));
+            }
+            _ => {}
+        }
+    }
+}
+
+struct LiveRow {
+    id: String,
+    /// Empty unless the root is simple (only then are rows placed incrementally).
+    order: OrderValues,
+    doc: Document,
+    shaped: Json,
+}
+
+pub(crate) struct View {
+    pub source: Source,
+    pub query: Prepared,
+    pub deps: Dependencies,
+    rows: Vec<LiveRow>,
+}
+
+impl View {
+    /// Prepares the view and reads its first result.
+    pub(crate) fn new(source: Source, query: Prepared, exec: &Executor) -> Result<Self> {
+        let deps = Dependencies::of(&query);
+        let mut view = View { source, query, deps, rows: Vec::new() };
+        view.rerun(exec)?;
+        Ok(view)
+    }
+
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        Snapshot(self.rows.iter().map(|r| (r.id.clone(), r.shaped.clone())).collect())
+    }
+
+    /// Brings the result up to date with one commit's changes (those routed here). Returns
+    /// whether the result may have changed.
+    pub(crate) fn apply(&mut self, exec: &Executor, changes: &[&Change]) -> Result<bool> {
+        let root_changes: Vec<&Change> = changes.iter().copied().filter(|c| c.collection == self.deps.root).collect();
+        let others_changed = changes.iter().any(|c| c.collection != self.deps.root);
+        let filters_read_changed = changes.iter().any(|c| self.deps.filter_collections.contains(&c.collection));
+        if !self.deps.root_is_simple && (filters_read_changed || !root_changes.is_empty()) {
+            self.rerun(exec)?;
+            return Ok(true);
+        }
+        let mut dirty = BTreeSet::new();
+        if !root_changes.is_empty() && !self.place(exec, &root_changes, &mut dirty)? {
+            self.rerun(exec)?;
+            return Ok(true);
+        }
+        let includes_changed = others_changed || self.deps.read_collections.contains(&self.deps.root);
+        for row in &mut self.rows {
+            if includes_changed || dirty.contains(&row.id) {
+                row.shaped = exec.shape_row(&self.query, row.doc.clone())?;
+            }
+        }
+        Ok(includes_changed || !dirty.is_empty())
+    }
+
+    /// Places changed root entities in the result. Returns `false` when the window cannot be
+    /// completed from memory (a member of a full `limit` window left it).
+    fn place(&mut self, exec: &Executor, changes: &[&Change], dirty: &mut BTreeSet<String>) -> Result<bool> {
+        let limit = self.query.limit;
+        // When the window is full, everything outside it sorts after its last row: an entity
+        // that now sorts after that boundary stays out, and a member that moves there leaves.
+        let boundary = match limit {
+            Some(limit) if self.rows.len() >= limit => Some(self.rows.last().map(|r| (r.order.clone(), r.id.clone()))),
+            _ => None,
+        };
+        for change in changes {
+            let member = self.rows.iter().position(|r| r.id == change.id);
+            if let Some(at) = member {
+                self.rows.remove(at);
+                dirty.insert(change.id.clone());
+            }
+            let accepted = match &change.after {
+                Some(doc) if exec.accepts(&self.query, doc)? => Some(doc),
+                _ => None,
+            };
+            let Some(doc) = accepted else {
+                if member.is_some() && boundary.is_some() {
+                    return Ok(false);
+                }
+                continue;
+            };
+            let order = exec.order_values(&self.query, doc)?;
+            let beyond = |(keys, id): &(OrderValues, String)| {
+                compare_rows(&self.query, (&order, &change.id), (keys, id)) == Ordering::Greater
+            };
+            match &boundary {
+                Some(None) => continue, // a `limit 0` window holds nothing
+                Some(Some(edge)) if beyond(edge) => {
+                    if member.is_some() {
+                        return Ok(false);
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            let at = self.rows.partition_point(|r| {
+                compare_rows(&self.query, (&r.order, &r.id), (&order, &change.id)) == Ordering::Less
+            });
+            let row = LiveRow { id: change.id.clone(), order, doc: doc.clone(), shaped: Json::Null };
+            self.rows.insert(at, row);
+            dirty.insert(change.id.clone());
+        }
+        if let Some(limit) = limit {
+            self.rows.truncate(limit);
+        }
+        Ok(true)
+    }
+
+    /// Reads the whole result again.
+    pub(crate) fn rerun(&mut self, exec: &Executor) -> Result<()> {
+        let simple = self.deps.root_is_simple;
+        let mut rows = Vec::new();
+        for (id, doc) in exec.root_rows(&self.query)? {
+            let order = if simple { exec.order_values(&self.query, &doc)? } else { Vec::new() };
+            let shaped = exec.shape_row(&self.query, doc.clone())?;
+            rows.push(LiveRow { id, order, doc, shaped });
+        }
+        self.rows = rows;
+        Ok(())
+    }
+}
