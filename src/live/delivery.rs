@@ -18,8 +18,9 @@ use super::view::Snapshot;
 /// A subscription's result after a commit changed it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LiveResult {
-    /// The whole result, in the query's order (API form, includes nested).
-    pub results: Vec<Json>,
+    /// The whole result, in the query's order (API form, includes nested). Entities are
+    /// shared with the subscription and later results: an unchanged one is not copied.
+    pub results: Vec<Arc<Json>>,
     /// How it differs from the result this consumer received before.
     pub change: ResultChange,
 }
@@ -28,11 +29,11 @@ pub struct LiveResult {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ResultChange {
     /// Entities that entered the result.
-    pub added: Vec<Json>,
+    pub added: Vec<Arc<Json>>,
     /// Ids of entities that left it.
     pub removed: Vec<String>,
     /// Entities still in the result whose content (attributes or includes) changed.
-    pub updated: Vec<Json>,
+    pub updated: Vec<Arc<Json>>,
 }
 
 impl ResultChange {
@@ -49,24 +50,24 @@ fn diff(old: Option<&Snapshot>, new: &Snapshot) -> Option<LiveResult> {
         return None;
     }
     let empty = Snapshot::default();
-    let change = net_change(
-        old.unwrap_or(&empty).0.iter().map(|(id, e)| (id.as_str(), e)),
-        new.0.iter().map(|(id, e)| (id.as_str(), e)),
-    );
+    let change =
+        net_change(old.unwrap_or(&empty).0.iter().map(|(id, e)| (&**id, e)), new.0.iter().map(|(id, e)| (&**id, e)));
     Some(LiveResult { results: new.0.iter().map(|(_, e)| e.clone()).collect(), change })
 }
 
 /// What changed from `old` to `new`, entities matched by id.
 pub(crate) fn net_change<'a>(
-    old: impl Iterator<Item = (&'a str, &'a Json)>,
-    new: impl Iterator<Item = (&'a str, &'a Json)>,
+    old: impl Iterator<Item = (&'a str, &'a Arc<Json>)>,
+    new: impl Iterator<Item = (&'a str, &'a Arc<Json>)>,
 ) -> ResultChange {
-    let mut before: HashMap<&str, &Json> = old.collect();
+    let mut before: HashMap<&str, &Arc<Json>> = old.collect();
     let mut change = ResultChange::default();
     for (id, entity) in new {
         match before.remove(id) {
             None => change.added.push(entity.clone()),
-            Some(previous) if previous != entity => change.updated.push(entity.clone()),
+            Some(previous) if !Arc::ptr_eq(previous, entity) && previous != entity => {
+                change.updated.push(entity.clone())
+            }
             Some(_) => {}
         }
     }

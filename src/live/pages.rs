@@ -3,6 +3,7 @@
 //! entity to tell whether more lie beyond it, moved with an `after` cursor on the last (or
 //! first) entity shown. Orders end with `id` so every cursor is unique.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value as Json;
@@ -20,7 +21,7 @@ pub(crate) trait Subscribe: Send {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {
     /// The page's entities, in the query's order.
-    pub results: Vec<Json>,
+    pub results: Vec<Arc<Json>>,
     pub has_next_page: bool,
     pub has_previous_page: bool,
     /// The net change from the last page this consumer received (after a page move: the new
@@ -39,132 +40,152 @@ enum Anchor {
     Before(Vec<Json>),
 }
 
-/// A live query shown one page at a time; see [`crate::Database::subscribe_paged`].
-pub struct PagedSubscription {
+/// The subscription behind a paged or growing query, replaced when the window moves.
+struct Window {
     source: Box<dyn Subscribe>,
+    /// The query, ordered by `id` last.
     query: Query,
-    page_size: usize,
-    anchor: Anchor,
     inner: Subscription,
     current: Option<Page>,
 }
 
+impl Window {
+    fn new(source: Box<dyn Subscribe>, query: &Query, page_size: usize) -> Result<Self> {
+        let query = with_id_order(query, page_size)?;
+        let inner = source.subscribe_query(&query.clone().limit(page_size + 1))?;
+        Ok(Window { source, query, inner, current: None })
+    }
+
+    fn resubscribe(&mut self, query: &Query) -> Result<()> {
+        self.inner = self.source.subscribe_query(query)?;
+        Ok(())
+    }
+
+    /// Waits (at most `timeout`, if given) for the next result and makes it a page: `cut`
+    /// trims the over-fetched results and says whether pages lie after and before.
+    fn recv(
+        &mut self,
+        timeout: Option<Duration>,
+        cut: impl FnOnce(&mut Vec<Arc<Json>>) -> (bool, bool),
+    ) -> Option<Page> {
+        let result = match timeout {
+            Some(timeout) => self.inner.recv_timeout(timeout)?,
+            None => self.inner.recv()?,
+        };
+        let LiveResult { mut results, change } = result;
+        let (has_next_page, has_previous_page) = cut(&mut results);
+        let change = match &self.current {
+            Some(previous) => net_change(&previous.results, &results),
+            None => change,
+        };
+        let page = Page { results, has_next_page, has_previous_page, change };
+        self.current = Some(page.clone());
+        Some(page)
+    }
+}
+
+/// A live query shown one page at a time; see [`crate::Database::subscribe_paged`].
+pub struct PagedSubscription {
+    window: Window,
+    page_size: usize,
+    anchor: Anchor,
+}
+
 impl PagedSubscription {
     pub(crate) fn new(source: Box<dyn Subscribe>, query: &Query, page_size: usize) -> Result<Self> {
-        let query = with_id_order(query, page_size)?;
-        let inner = source.subscribe_query(&page_query(&query, &Anchor::Start, page_size))?;
-        Ok(PagedSubscription { source, query, page_size, anchor: Anchor::Start, inner, current: None })
+        let window = Window::new(source, query, page_size)?;
+        Ok(PagedSubscription { window, page_size, anchor: Anchor::Start })
     }
 
     /// Waits for the current page's next result (the first one after a move is the new page).
     pub fn recv(&mut self) -> Option<Page> {
-        let result = self.inner.recv()?;
-        Some(self.page(result))
+        self.window.recv(None, cut_page(&self.anchor, self.page_size))
     }
 
     /// Waits at most `timeout`.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Option<Page> {
-        let result = self.inner.recv_timeout(timeout)?;
-        Some(self.page(result))
+        self.window.recv(Some(timeout), cut_page(&self.anchor, self.page_size))
     }
 
     /// The page last received, if any.
     pub fn current(&self) -> Option<&Page> {
-        self.current.as_ref()
+        self.window.current.as_ref()
     }
 
     /// Moves to the page after the one last received. Does nothing when there is none.
     pub fn next_page(&mut self) -> Result<()> {
-        let Some(page) = &self.current else { return Ok(()) };
+        let Some(page) = &self.window.current else { return Ok(()) };
         let (true, Some(last)) = (page.has_next_page, page.results.last()) else { return Ok(()) };
-        let anchor = Anchor::After(cursor(&self.query, last));
-        self.move_to(anchor)
+        self.move_to(Anchor::After(cursor(&self.window.query, last)))
     }
 
     /// Moves to the page before the one last received. Does nothing when there is none.
     pub fn prev_page(&mut self) -> Result<()> {
-        let Some(page) = &self.current else { return Ok(()) };
+        let Some(page) = &self.window.current else { return Ok(()) };
         let (true, Some(first)) = (page.has_previous_page, page.results.first()) else { return Ok(()) };
-        let anchor = Anchor::Before(cursor(&self.query, first));
-        self.move_to(anchor)
+        self.move_to(Anchor::Before(cursor(&self.window.query, first)))
     }
 
     fn move_to(&mut self, anchor: Anchor) -> Result<()> {
-        self.inner = self.source.subscribe_query(&page_query(&self.query, &anchor, self.page_size))?;
+        self.window.resubscribe(&page_query(&self.window.query, &anchor, self.page_size))?;
         self.anchor = anchor;
         Ok(())
     }
+}
 
-    fn page(&mut self, result: LiveResult) -> Page {
-        let mut results = result.results;
-        let more = results.len() > self.page_size;
-        results.truncate(self.page_size);
-        let (has_next_page, has_previous_page) = match self.anchor {
+/// Trims a page's over-fetched results (reversing a backward read) and tells which pages
+/// lie around it.
+fn cut_page(anchor: &Anchor, page_size: usize) -> impl FnOnce(&mut Vec<Arc<Json>>) -> (bool, bool) + '_ {
+    move |results| {
+        let more = results.len() > page_size;
+        results.truncate(page_size);
+        match anchor {
             Anchor::Start => (more, false),
             Anchor::After(_) => (more, true),
             Anchor::Before(_) => {
                 results.reverse();
                 (true, more)
             }
-        };
-        let change = match &self.current {
-            Some(previous) => net_change(&previous.results, &results),
-            None => result.change,
-        };
-        let page = Page { results, has_next_page, has_previous_page, change };
-        self.current = Some(page.clone());
-        page
+        }
     }
 }
 
 /// A live query that grows by a page at a time (an infinite list); see
 /// [`crate::Database::subscribe_expanding`].
 pub struct ExpandingSubscription {
-    source: Box<dyn Subscribe>,
-    query: Query,
+    window: Window,
     limit: usize,
-    inner: Subscription,
-    current: Option<Page>,
 }
 
 impl ExpandingSubscription {
     pub(crate) fn new(source: Box<dyn Subscribe>, query: &Query, page_size: usize) -> Result<Self> {
-        let query = with_id_order(query, page_size)?;
-        let inner = source.subscribe_query(&query.clone().limit(page_size + 1))?;
-        Ok(ExpandingSubscription { source, query, limit: page_size, inner, current: None })
+        Ok(ExpandingSubscription { window: Window::new(source, query, page_size)?, limit: page_size })
     }
 
     /// Waits for the next result: every entity loaded so far.
     pub fn recv(&mut self) -> Option<Page> {
-        let result = self.inner.recv()?;
-        Some(self.page(result))
+        self.window.recv(None, cut_list(self.limit))
     }
 
     /// Waits at most `timeout`.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Option<Page> {
-        let result = self.inner.recv_timeout(timeout)?;
-        Some(self.page(result))
+        self.window.recv(Some(timeout), cut_list(self.limit))
     }
 
     /// Loads `count` more entities (Triplit's `loadMore(pageSize)`).
     pub fn load_more(&mut self, count: usize) -> Result<()> {
         let limit = self.limit + count;
-        self.inner = self.source.subscribe_query(&self.query.clone().limit(limit + 1))?;
+        self.window.resubscribe(&self.window.query.clone().limit(limit + 1))?;
         self.limit = limit;
         Ok(())
     }
+}
 
-    fn page(&mut self, result: LiveResult) -> Page {
-        let mut results = result.results;
-        let more = results.len() > self.limit;
-        results.truncate(self.limit);
-        let change = match &self.current {
-            Some(previous) => net_change(&previous.results, &results),
-            None => result.change,
-        };
-        let page = Page { results, has_next_page: more, has_previous_page: false, change };
-        self.current = Some(page.clone());
-        page
+fn cut_list(limit: usize) -> impl FnOnce(&mut Vec<Arc<Json>>) -> (bool, bool) {
+    move |results| {
+        let more = results.len() > limit;
+        results.truncate(limit);
+        (more, false)
     }
 }
 
@@ -215,8 +236,8 @@ fn cursor(query: &Query, entity: &Json) -> Vec<Json> {
         .collect()
 }
 
-fn net_change(old: &[Json], new: &[Json]) -> ResultChange {
-    fn with_id(entity: &Json) -> (&str, &Json) {
+fn net_change(old: &[Arc<Json>], new: &[Arc<Json>]) -> ResultChange {
+    fn with_id(entity: &Arc<Json>) -> (&str, &Arc<Json>) {
         (entity.get("id").and_then(Json::as_str).unwrap_or_default(), entity)
     }
     delivery::net_change(old.iter().map(with_id), new.iter().map(with_id))

@@ -31,9 +31,17 @@ pub(crate) struct Change {
     pub after: Option<Document>,
 }
 
-/// A result in the order the query gives: `(id, entity in API form)`.
-#[derive(Debug, Default, PartialEq)]
-pub(crate) struct Snapshot(pub Vec<(String, Json)>);
+/// A result in the order the query gives: `(id, entity in API form)`. Entities are shared
+/// between a view and the results it delivers, so unchanged ones are never copied.
+#[derive(Debug, Default)]
+pub(crate) struct Snapshot(pub Vec<(Arc<str>, Arc<Json>)>);
+
+impl PartialEq for Snapshot {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len()
+            && self.0.iter().zip(&other.0).all(|((a, x), (b, y))| a == b && (Arc::ptr_eq(x, y) || x == y))
+    }
+}
 
 /// What a subscription asked for, kept so it can be prepared again after a schema change.
 #[derive(Clone)]
@@ -121,11 +129,11 @@ fn equalities_of(conditions: &[Condition], out: &mut Vec<(Vec<String>, Vec<u8>)>
 }
 
 struct LiveRow {
-    id: String,
+    id: Arc<str>,
     /// Empty unless the root is simple (only then are rows placed incrementally).
     order: OrderValues,
     doc: Document,
-    shaped: Json,
+    shaped: Arc<Json>,
 }
 
 pub(crate) struct View {
@@ -165,8 +173,8 @@ impl View {
         }
         let includes_changed = others_changed || self.deps.read_collections.contains(&self.deps.root);
         for row in &mut self.rows {
-            if includes_changed || dirty.contains(&row.id) {
-                row.shaped = exec.shape_row(&self.query, row.doc.clone())?;
+            if includes_changed || dirty.contains(&*row.id) {
+                row.shaped = Arc::new(exec.shape_row(&self.query, row.doc.clone())?);
             }
         }
         Ok(includes_changed || !dirty.is_empty())
@@ -183,7 +191,7 @@ impl View {
             _ => None,
         };
         for change in changes {
-            let member = self.rows.iter().position(|r| r.id == change.id);
+            let member = self.rows.iter().position(|r| *r.id == *change.id);
             if let Some(at) = member {
                 self.rows.remove(at);
                 dirty.insert(change.id.clone());
@@ -199,7 +207,7 @@ impl View {
                 continue;
             };
             let order = exec.order_values(&self.query, doc)?;
-            let beyond = |(keys, id): &(OrderValues, String)| {
+            let beyond = |(keys, id): &(OrderValues, Arc<str>)| {
                 compare_rows(&self.query, (&order, &change.id), (keys, id)) == Ordering::Greater
             };
             match &boundary {
@@ -215,7 +223,7 @@ impl View {
             let at = self.rows.partition_point(|r| {
                 compare_rows(&self.query, (&r.order, &r.id), (&order, &change.id)) == Ordering::Less
             });
-            let row = LiveRow { id: change.id.clone(), order, doc: doc.clone(), shaped: Json::Null };
+            let row = LiveRow { id: change.id.as_str().into(), order, doc: doc.clone(), shaped: Arc::new(Json::Null) };
             self.rows.insert(at, row);
             dirty.insert(change.id.clone());
         }
@@ -231,8 +239,8 @@ impl View {
         let mut rows = Vec::new();
         for (id, doc) in exec.root_rows(&self.query)? {
             let order = if simple { exec.order_values(&self.query, &doc)? } else { Vec::new() };
-            let shaped = exec.shape_row(&self.query, doc.clone())?;
-            rows.push(LiveRow { id, order, doc, shaped });
+            let shaped = Arc::new(exec.shape_row(&self.query, doc.clone())?);
+            rows.push(LiveRow { id: id.into(), order, doc, shaped });
         }
         self.rows = rows;
         Ok(())
