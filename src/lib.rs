@@ -12,10 +12,13 @@ pub mod auth;
 mod db;
 mod error;
 pub mod live;
+#[cfg(feature = "server")]
+pub mod net;
 pub mod permissions;
 pub mod query;
 pub mod schema;
 pub mod store;
+pub mod sync;
 pub mod value;
 
 pub use auth::{AuthConfig, DevTokenKind, VerifiedToken, mint_dev_token};

@@ -1,16 +1,254 @@
-//! The `triplite` command line.
+//! The `triplite` command line: `dev` (a local sync server, as `npx triplit dev`) and `serve`
+//! (production, configured like Triplit's server image).
 
-use clap::Parser;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::json;
+use triplite::sync::{Limits, SyncServer};
+use triplite::{Database, DevTokenKind, Durability, Schema, mint_dev_token};
 
 /// triplite: an embedded database with sync, drop-in compatible with Triplit.
 #[derive(Parser)]
 #[command(name = "triplite", version, about, long_about = None)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// A local sync server for development, as `npx triplit dev`: port 6543, durable SQLite
+    /// storage in ./triplit/.data/triplite/app.db, and the service and anonymous tokens printed.
+    /// Reads ./.env and TRIPLIT_JWT_SECRET, TRIPLIT_EXTERNAL_JWT_SECRET, TRIPLIT_PROJECT_ID,
+    /// TRIPLIT_CLAIMS_PATH, TRIPLIT_LOCAL_DATABASE_URL, TRIPLIT_MAX_BODY_SIZE.
+    Dev {
+        #[arg(long, short = 'd', alias = "dbPort", default_value_t = 6543)]
+        port: u16,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: IpAddr,
+        #[arg(long, short = 's', value_enum, default_value_t = Storage::Sqlite)]
+        storage: Storage,
+        /// A Triplit JSON schema to start with.
+        #[arg(long)]
+        schema: Option<PathBuf>,
+    },
+    /// A production sync server, configured like Triplit's server image: PORT (8080), HOST
+    /// (0.0.0.0), JWT_SECRET (required), EXTERNAL_JWT_SECRET, PROJECT_ID, CLAIMS_PATH,
+    /// LOCAL_DATABASE_URL (the SQLite file), MAX_BODY_SIZE (MB). Logs are JSON lines on stderr;
+    /// SIGTERM stops it gracefully.
+    Serve {
+        #[arg(long, value_enum, default_value_t = Storage::Sqlite)]
+        storage: Storage,
+        /// A Triplit JSON schema to start with (otherwise: the stored one, or `triplit schema push`).
+        #[arg(long)]
+        schema: Option<PathBuf>,
+        /// `full` waits for the disk at every commit (survives power loss); `normal` survives
+        /// a crash of the process only.
+        #[arg(long, value_enum, default_value_t = CommitDurability::Full)]
+        durability: CommitDurability,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Storage {
+    Sqlite,
+    Memory,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CommitDurability {
+    Normal,
+    Full,
+}
+
+/// What both commands configure.
+struct Config {
+    addr: SocketAddr,
+    jwt_secret: String,
+    external_jwt_secret: Option<String>,
+    project_id: String,
+    claims_path: Option<String>,
+    database: Option<PathBuf>,
+    schema: Option<PathBuf>,
+    max_body_mb: Option<usize>,
+    durability: Durability,
+}
 
 fn main() {
-    let _cli = Cli::parse();
-    println!(
-        "triplite {}: the `dev` and `serve` commands arrive with the sync server; see --help.",
-        env!("CARGO_PKG_VERSION")
-    );
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Dev { port, host, storage, schema } => {
+            let dotenv = load_dotenv(Path::new(".env"));
+            let var = |name: &str| {
+                let name = format!("TRIPLIT_{name}");
+                std::env::var(&name).ok().or_else(|| dotenv.get(&name).cloned()).filter(|v| !v.is_empty())
+            };
+            let database = match storage {
+                Storage::Memory => None,
+                Storage::Sqlite => Some(PathBuf::from(
+                    var("LOCAL_DATABASE_URL").unwrap_or_else(|| "./triplit/.data/triplite/app.db".into()),
+                )),
+            };
+            let config = Config {
+                addr: SocketAddr::new(host, port),
+                jwt_secret: var("JWT_SECRET").unwrap_or_else(|| "jwt-key-for-development-only".into()),
+                external_jwt_secret: var("EXTERNAL_JWT_SECRET"),
+                project_id: var("PROJECT_ID").unwrap_or_else(|| "local-project-id".into()),
+                claims_path: var("CLAIMS_PATH"),
+                database,
+                schema,
+                max_body_mb: var("MAX_BODY_SIZE").and_then(|v| v.parse().ok()),
+                durability: Durability::Normal,
+            };
+            run(config, true)
+        }
+        Command::Serve { storage, schema, durability } => {
+            serve_config(storage, schema, durability).and_then(|c| run(c, false))
+        }
+    };
+    if let Err(message) = result {
+        log("error", &message, json!({}));
+        std::process::exit(1);
+    }
+}
+
+fn serve_config(storage: Storage, schema: Option<PathBuf>, durability: CommitDurability) -> Result<Config, String> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let port = match var("PORT") {
+        Some(port) => port.parse().map_err(|_| format!("PORT must be a port number, not {port:?}"))?,
+        None => 8080,
+    };
+    let host: IpAddr = match var("HOST") {
+        Some(host) => host.parse().map_err(|_| format!("HOST must be an IP address, not {host:?}"))?,
+        None => IpAddr::from([0, 0, 0, 0]),
+    };
+    let database = match storage {
+        Storage::Memory => None,
+        Storage::Sqlite => Some(PathBuf::from(
+            var("LOCAL_DATABASE_URL")
+                .ok_or("LOCAL_DATABASE_URL (the SQLite file) is required; or pass --storage memory")?,
+        )),
+    };
+    Ok(Config {
+        addr: SocketAddr::new(host, port),
+        jwt_secret: var("JWT_SECRET").ok_or("JWT_SECRET is required")?,
+        external_jwt_secret: var("EXTERNAL_JWT_SECRET"),
+        project_id: var("PROJECT_ID").unwrap_or_else(|| "local-project-id".into()),
+        claims_path: var("CLAIMS_PATH"),
+        database,
+        schema,
+        max_body_mb: match var("MAX_BODY_SIZE") {
+            Some(size) => {
+                Some(size.parse().map_err(|_| format!("MAX_BODY_SIZE must be a number of MB, not {size:?}"))?)
+            }
+            None => None,
+        },
+        durability: match durability {
+            CommitDurability::Normal => Durability::Normal,
+            CommitDurability::Full => Durability::Full,
+        },
+    })
+}
+
+fn run(config: Config, dev: bool) -> Result<(), String> {
+    let mut builder =
+        Database::builder().client_id("server").jwt_secret(&config.jwt_secret).durability(config.durability);
+    if let Some(key) = &config.external_jwt_secret {
+        builder = builder.external_jwt_secret(key);
+    }
+    if let Some(path) = &config.claims_path {
+        builder = builder.claims_path(path);
+    }
+    if let Some(path) = &config.schema {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        builder = builder.schema(Schema::from_json_str(&text).map_err(|e| format!("{}: {e}", path.display()))?);
+    }
+    let db = match &config.database {
+        Some(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+            }
+            builder.open(path)
+        }
+        None => builder.open_in_memory(),
+    }
+    .map_err(|e| e.to_string())?;
+    let mut limits = Limits::default();
+    if let Some(mb) = config.max_body_mb {
+        limits.max_message_bytes = mb * 1024 * 1024;
+    }
+    let server = SyncServer::new(db, limits);
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let listener =
+            tokio::net::TcpListener::bind(config.addr).await.map_err(|e| format!("binding {}: {e}", config.addr))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let storage = match &config.database {
+            Some(path) => format!("sqlite {}", path.display()),
+            None => "memory (nothing is kept after exit)".into(),
+        };
+        if dev {
+            let service = mint_dev_token(&config.jwt_secret, DevTokenKind::Secret, &config.project_id)
+                .map_err(|e| e.to_string())?;
+            let anon = mint_dev_token(&config.jwt_secret, DevTokenKind::Anon, &config.project_id)
+                .map_err(|e| e.to_string())?;
+            println!("triplite {} dev server", env!("CARGO_PKG_VERSION"));
+            println!("  Database URL     http://{addr}");
+            println!("  Storage          {storage}");
+            println!("  Service Token    {service}");
+            println!("  Anonymous Token  {anon}");
+        } else {
+            log("info", "listening", json!({"addr": addr.to_string(), "storage": storage}));
+        }
+        triplite::net::serve(server, listener, shutdown_signal()).await.map_err(|e| e.to_string())?;
+        log("info", "stopped", json!({}));
+        Ok(())
+    })
+}
+
+/// SIGTERM (a container stopping) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    log("info", "shutting down", json!({}));
+}
+
+/// One structured log line on stderr.
+fn log(level: &str, message: &str, mut fields: serde_json::Value) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    fields["level"] = json!(level);
+    fields["msg"] = json!(message);
+    fields["ts"] = json!(now);
+    eprintln!("{fields}");
+}
+
+/// The `KEY=value` lines of a `.env` file (the environment wins over them).
+fn load_dotenv(path: &Path) -> HashMap<String, String> {
+    let Ok(text) = std::fs::read_to_string(path) else { return HashMap::new() };
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.strip_prefix("export ").unwrap_or(line).split_once('='))
+        .map(|(key, value)| {
+            let value = value.trim();
+            let unquoted = [('"', '"'), ('\'', '\'')]
+                .iter()
+                .find_map(|(open, close)| value.strip_prefix(*open)?.strip_suffix(*close))
+                .unwrap_or(value);
+            (key.trim().to_owned(), unquoted.to_owned())
+        })
+        .collect()
 }

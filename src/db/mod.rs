@@ -45,6 +45,9 @@ struct Shared {
     clock: HybridClock,
     verifier: Verifier,
     live: Arc<LiveQueries>,
+    /// The clock when the last commit finished (its live queries updated): a checkpoint that
+    /// every change a sync feed has seen is stamped at or before.
+    committed: Mutex<Option<Timestamp>>,
 }
 
 /// Options for opening a [`Database`].
@@ -156,6 +159,7 @@ impl DatabaseBuilder {
                 clock,
                 verifier,
                 live: Arc::default(),
+                committed: Mutex::new(None),
             }),
         };
         if let Some(schema) = self.schema {
@@ -274,6 +278,7 @@ impl Database {
             }
             self.shared.live.after_commit(backend, schema.as_deref(), changes);
         }
+        *self.shared.committed.lock() = Some(self.shared.clock.current());
         Ok(output)
     }
 
@@ -377,6 +382,43 @@ impl Database {
         let mut store = self.shared.store.lock();
         let source = Source { query: query.clone(), access };
         self.shared.live.subscribe(store.backend(), schema.as_deref(), source, prepared, consumer)
+    }
+
+    /// A sync feed: every entity a client needs for `query` (encoded form), after each commit
+    /// that changes it; see `Consumer::SyncFeed`.
+    pub(crate) fn subscribe_feed(
+        &self,
+        access: Option<Arc<Principal>>,
+        query: &Query,
+        feed: crate::live::SyncFeed,
+    ) -> Result<Subscription> {
+        self.subscribe_as(access, query, Consumer::SyncFeed(feed))
+    }
+
+    /// The clock as of the last finished commit: every change committed (and delivered to live
+    /// queries) so far is stamped at or before it — a sync checkpoint.
+    pub fn latest_timestamp(&self) -> Timestamp {
+        self.shared.committed.lock().clone().unwrap_or_else(|| self.shared.clock.current())
+    }
+
+    /// When an entity (or its deletion) was last written, if it ever was.
+    pub(crate) fn entity_timestamp(&self, collection: &str, id: &str) -> Result<Option<Timestamp>> {
+        let mut store = self.shared.store.lock();
+        Ok(store.backend().read_state(collection, id)?.and_then(|state| state.latest().cloned()))
+    }
+
+    /// The entities with these ids that `access` may read, in stored (encoded) form.
+    pub(crate) fn read_encoded_as(
+        &self,
+        access: Option<&Principal>,
+        collection: &str,
+        ids: &[String],
+    ) -> Result<Vec<(String, serde_json::Map<String, Json>)>> {
+        let schema = self.schema();
+        let query = Query::new(collection).filter("id", "in", Json::from(ids.to_vec()));
+        let prepared = transaction::prepare_read(&query, schema.as_deref(), access, &Variables::new())?;
+        let mut store = self.shared.store.lock();
+        crate::query::Executor::new(store.backend(), schema.as_deref()).root_rows(&prepared)
     }
 
     /// Runs a read without opening a write transaction.

@@ -62,6 +62,26 @@ impl Session {
         self.transact(|tx| tx.delete(collection, id))
     }
 
+    /// Stamps changes (encoded form) with the database's clock and merges them in one
+    /// transaction checked against the rules — what the sync server does with a client's
+    /// `CHANGES`. Returns the stamp.
+    pub fn commit_changes(&self, changes: &crate::Changes) -> Result<crate::Timestamp> {
+        self.transact(|tx| {
+            let ts = tx.tick();
+            tx.apply_changes(changes, &ts)?;
+            Ok(ts)
+        })
+    }
+
+    /// The database behind the session.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    pub(crate) fn principal(&self) -> &Arc<Principal> {
+        &self.access
+    }
+
     /// A query, through the read rules.
     pub fn fetch(&self, query: &Query) -> Result<Vec<Json>> {
         self.db.read_as(Some(self.access.clone()), |tx| tx.fetch(query))

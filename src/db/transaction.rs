@@ -76,7 +76,7 @@ impl<'a> Transaction<'a> {
         self.schema.clone()
     }
 
-    pub(super) fn tick(&mut self) -> Timestamp {
+    pub(crate) fn tick(&mut self) -> Timestamp {
         let ts = self.clock.next();
         self.latest = Some(ts.clone());
         ts

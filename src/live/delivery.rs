@@ -77,10 +77,15 @@ pub(crate) fn net_change<'a>(
     change
 }
 
+/// The sync server's feed of a view's entities (see `Consumer::SyncFeed`).
+pub(crate) type SyncFeed = Box<dyn FnMut(&Arc<Snapshot>) + Send>;
+
 /// Where a subscription's results go.
 pub(crate) enum Sink {
     Channel(ChannelSink),
     Callback(Arc<CallbackSink>),
+    /// Called on the committing thread (see `Consumer::SyncFeed`).
+    Inline(Mutex<SyncFeed>),
 }
 
 impl Sink {
@@ -88,6 +93,7 @@ impl Sink {
         match self {
             Sink::Channel(sink) => sink.post(latest),
             Sink::Callback(sink) => sink.post(latest, dispatcher),
+            Sink::Inline(feed) => (feed.lock())(&latest),
         }
     }
 

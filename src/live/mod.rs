@@ -15,7 +15,7 @@ pub use pages::{ExpandingSubscription, Page, PagedSubscription};
 
 pub(crate) use pages::Subscribe;
 
-pub(crate) use view::{Change, Source};
+pub(crate) use view::{Change, Snapshot, Source, entity_key, split_entity_key};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,9 +29,10 @@ use crate::error::Result;
 use crate::query::{Executor, Prepared};
 use crate::schema::Schema;
 use crate::store::Backend;
+pub(crate) use delivery::SyncFeed;
 use delivery::{CallbackSink, ChannelSink, Dispatcher, Sink};
 use routes::{Routes, ViewId};
-use view::View;
+use view::{Output, View};
 
 /// Every open subscription of one database.
 #[derive(Default)]
@@ -59,6 +60,11 @@ struct Entry {
 pub(crate) enum Consumer {
     Channel,
     Callback(Box<dyn FnMut(LiveResult) + Send>),
+    /// The sync server's feed: every entity a client needs for the query (encoded form, keyed
+    /// by [`split_entity_key`]), handed over on the committing thread while the store is
+    /// locked — so in commit order, and the callback must be quick and must not use the
+    /// database.
+    SyncFeed(SyncFeed),
 }
 
 impl LiveQueries {
@@ -81,7 +87,8 @@ impl LiveQueries {
         query: Prepared,
         consumer: Consumer,
     ) -> Result<Subscription> {
-        let view = View::new(source, query, &Executor::new(backend, schema))?;
+        let output = if matches!(consumer, Consumer::SyncFeed(_)) { Output::Entities } else { Output::Results };
+        let view = View::new(source, query, output, &Executor::new(backend, schema))?;
         let first = Arc::new(view.snapshot());
         let (sink, receiver) = match consumer {
             Consumer::Channel => {
@@ -89,6 +96,7 @@ impl LiveQueries {
                 (Sink::Channel(sink), Some(receiver))
             }
             Consumer::Callback(callback) => (Sink::Callback(CallbackSink::new(callback)), None),
+            Consumer::SyncFeed(feed) => (Sink::Inline(Mutex::new(feed)), None),
         };
         sink.post(first.clone(), self.dispatcher());
         let mut registry = self.registry.lock();
@@ -154,7 +162,9 @@ impl LiveQueries {
         for id in ids {
             let registry = &mut *registry;
             let entry = registry.views.get_mut(&id).expect("listed just now");
-            match prepare(&entry.view.source).and_then(|query| View::new(entry.view.source.clone(), query, &exec)) {
+            let output = entry.view.output();
+            let source = entry.view.source.clone();
+            match prepare(&source).and_then(|query| View::new(source, query, output, &exec)) {
                 Ok(view) => {
                     registry.routes.remove(id, &entry.view.deps);
                     registry.routes.add(id, &view.deps);

@@ -128,32 +128,83 @@ fn equalities_of(conditions: &[Condition], out: &mut Vec<(Vec<String>, Vec<u8>)>
     }
 }
 
+/// What a view delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Output {
+    /// Results in API form, as a fetch returns them, keyed by id.
+    Results,
+    /// Every entity a client needs to evaluate the query itself, in stored (encoded) form,
+    /// keyed by [`entity_key`]: what the sync server ships.
+    Entities,
+}
+
+/// The key of an entity among several collections' entities.
+pub(crate) fn entity_key(collection: &str, id: &str) -> Arc<str> {
+    format!("{collection}\u{1f}{id}").into()
+}
+
+/// The collection and id in an [`entity_key`].
+pub(crate) fn split_entity_key(key: &str) -> (&str, &str) {
+    key.split_once('\u{1f}').expect("entity keys hold a separator")
+}
+
 struct LiveRow {
     id: Arc<str>,
     /// Empty unless the root is simple (only then are rows placed incrementally).
     order: OrderValues,
     doc: Document,
-    shaped: Arc<Json>,
+    /// What the row contributes to the snapshot.
+    out: Vec<(Arc<str>, Arc<Json>)>,
 }
 
 pub(crate) struct View {
     pub source: Source,
     pub query: Prepared,
     pub deps: Dependencies,
+    output: Output,
     rows: Vec<LiveRow>,
 }
 
 impl View {
     /// Prepares the view and reads its first result.
-    pub(crate) fn new(source: Source, query: Prepared, exec: &Executor) -> Result<Self> {
+    pub(crate) fn new(source: Source, query: Prepared, output: Output, exec: &Executor) -> Result<Self> {
         let deps = Dependencies::of(&query);
-        let mut view = View { source, query, deps, rows: Vec::new() };
+        let mut view = View { source, query, deps, output, rows: Vec::new() };
         view.rerun(exec)?;
         Ok(view)
     }
 
+    pub(crate) fn output(&self) -> Output {
+        self.output
+    }
+
     pub(crate) fn snapshot(&self) -> Snapshot {
-        Snapshot(self.rows.iter().map(|r| (r.id.clone(), r.shaped.clone())).collect())
+        let entries = self.rows.iter().flat_map(|r| r.out.iter().cloned());
+        match self.output {
+            Output::Results => Snapshot(entries.collect()),
+            Output::Entities => {
+                // An entity related to several rows is shipped once.
+                let mut seen = std::collections::HashSet::new();
+                Snapshot(entries.filter(|(key, _)| seen.insert(key.clone())).collect())
+            }
+        }
+    }
+
+    /// What one row contributes: its result, or itself and the entities related to it.
+    fn row_output(&self, exec: &Executor, id: &str, doc: &Document) -> Result<Vec<(Arc<str>, Arc<Json>)>> {
+        match self.output {
+            Output::Results => Ok(vec![(id.into(), Arc::new(exec.shape_row(&self.query, doc.clone())?))]),
+            Output::Entities => {
+                let mut related = Vec::new();
+                exec.related(&self.query, doc, &mut related)?;
+                let mut out = Vec::with_capacity(related.len() + 1);
+                out.push((entity_key(&self.query.collection, id), Arc::new(Json::Object(doc.clone()))));
+                for (collection, (id, doc)) in related {
+                    out.push((entity_key(&collection, &id), Arc::new(Json::Object(doc))));
+                }
+                Ok(out)
+            }
+        }
     }
 
     /// Brings the result up to date with one commit's changes (those routed here). Returns
@@ -172,9 +223,11 @@ impl View {
             return Ok(true);
         }
         let includes_changed = others_changed || self.deps.read_collections.contains(&self.deps.root);
-        for row in &mut self.rows {
+        for at in 0..self.rows.len() {
+            let row = &self.rows[at];
             if includes_changed || dirty.contains(&*row.id) {
-                row.shaped = Arc::new(exec.shape_row(&self.query, row.doc.clone())?);
+                let out = self.row_output(exec, &row.id, &row.doc)?;
+                self.rows[at].out = out;
             }
         }
         Ok(includes_changed || !dirty.is_empty())
@@ -223,7 +276,7 @@ impl View {
             let at = self.rows.partition_point(|r| {
                 compare_rows(&self.query, (&r.order, &r.id), (&order, &change.id)) == Ordering::Less
             });
-            let row = LiveRow { id: change.id.as_str().into(), order, doc: doc.clone(), shaped: Arc::new(Json::Null) };
+            let row = LiveRow { id: change.id.as_str().into(), order, doc: doc.clone(), out: Vec::new() };
             self.rows.insert(at, row);
             dirty.insert(change.id.clone());
         }
@@ -239,8 +292,8 @@ impl View {
         let mut rows = Vec::new();
         for (id, doc) in exec.root_rows(&self.query)? {
             let order = if simple { exec.order_values(&self.query, &doc)? } else { Vec::new() };
-            let shaped = Arc::new(exec.shape_row(&self.query, doc.clone())?);
-            rows.push(LiveRow { id: id.into(), order, doc, shaped });
+            let out = self.row_output(exec, &id, &doc)?;
+            rows.push(LiveRow { id: id.into(), order, doc, out });
         }
         self.rows = rows;
         Ok(())

@@ -74,6 +74,49 @@ impl<'a> Executor<'a> {
         query.order.iter().map(|key| self.order_value(&key.hops, &key.path, doc, &[])).collect()
     }
 
+    /// The entities a client needs, beside a root row, to evaluate the query itself (what the
+    /// sync server ships): included relations, the entities the query's own `exists` filters
+    /// and relation paths match, and those its order reads through relations — each with
+    /// what it needs in turn. Permission rules filter them all, but the entities behind a
+    /// rule's own conditions are not shipped.
+    pub(crate) fn related(&self, query: &Prepared, doc: &Document, out: &mut Vec<(String, Row)>) -> Result<()> {
+        self.related_in(query, doc, &[], out)
+    }
+
+    fn related_in(
+        &self,
+        query: &Prepared,
+        doc: &Document,
+        ancestors: &[&Document],
+        out: &mut Vec<(String, Row)>,
+    ) -> Result<()> {
+        let mut chain: Vec<&Document> = ancestors.to_vec();
+        chain.push(doc);
+        let mut subqueries: Vec<(&Prepared, Option<usize>)> =
+            query.include.iter().map(|i| (&i.query, i.query.limit)).collect();
+        exists_in(&query.filters[..query.own_filters], &mut subqueries);
+        for (sub, limit) in subqueries {
+            for (id, related) in self.rows(sub, &chain, false, limit)?.0 {
+                self.related_in(sub, &related, &chain, out)?;
+                out.push((sub.collection.clone(), (id, related)));
+            }
+        }
+        for key in &query.order {
+            let mut hop_chain = chain.clone();
+            let mut owned: Vec<Document> = Vec::new();
+            for hop in &key.hops {
+                let Some((id, next)) = self.rows(hop, &hop_chain, false, hop.limit)?.0.into_iter().next() else {
+                    break;
+                };
+                out.push((hop.collection.clone(), (id, next.clone())));
+                owned.push(next);
+                hop_chain = chain.clone();
+                hop_chain.extend(owned.iter());
+            }
+        }
+        Ok(())
+    }
+
     /// Runs a query and reports how it ran.
     pub(crate) fn explain(&self, query: &Prepared) -> Result<Explain> {
         let (rows, plan) = self.rows(query, &[], true, query.limit)?;
@@ -275,6 +318,17 @@ impl<'a> Executor<'a> {
         };
         shaped.extend(included);
         Ok(Json::Object(shaped))
+    }
+}
+
+/// The `exists` subqueries among `conditions`, at any depth of `and`/`or`.
+fn exists_in<'q>(conditions: &'q [Condition], out: &mut Vec<(&'q Prepared, Option<usize>)>) {
+    for condition in conditions {
+        match condition {
+            Condition::All(inner) | Condition::Any(inner) => exists_in(inner, out),
+            Condition::Exists(sub) => out.push((sub, None)),
+            Condition::Constant(_) | Condition::Compare { .. } => {}
+        }
     }
 }
 

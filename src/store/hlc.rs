@@ -125,6 +125,12 @@ impl HybridClock {
         Timestamp::new(last.0, last.1, self.client.clone())
     }
 
+    /// The newest timestamp issued or observed, without issuing one.
+    pub fn current(&self) -> Timestamp {
+        let last = self.last.lock();
+        Timestamp::new(last.0, last.1, self.client.clone())
+    }
+
     /// Moves the clock past a timestamp seen elsewhere (a merged change, a reopened file).
     pub fn observe(&self, seen: &Timestamp) {
         let mut last = self.last.lock();

@@ -35,6 +35,8 @@ pub(crate) struct Prepared {
     pub select: Option<Vec<Vec<String>>>,
     /// All must hold.
     pub filters: Vec<Condition>,
+    /// How many of `filters` the query itself gave (the rest are permission rules).
+    pub own_filters: usize,
     pub order: Vec<OrderKey>,
     pub limit: Option<usize>,
     pub after: Option<(Vec<Json>, bool)>,
@@ -285,6 +287,7 @@ impl Preparer<'_> {
         let collection = self.collection(&query.collection)?;
         let select = query.select.as_ref().map(|paths| self.select(collection, paths)).transpose()?;
         let mut filters = query.filters.iter().map(|f| self.filter(collection, f)).collect::<Result<Vec<_>>>()?;
+        let own_filters = filters.len();
         if let Some(rule) = self.permission(&query.collection, collection)? {
             filters.push(rule);
         }
@@ -300,6 +303,7 @@ impl Preparer<'_> {
             collection: query.collection.clone(),
             select,
             filters,
+            own_filters,
             order,
             limit: query.limit,
             after,

@@ -1,0 +1,205 @@
+//! The network layer of the sync server (feature `server`): WebSocket and HTTP on tokio/axum.
+//! It only moves bytes between sockets and the sans-IO engine in `crate::sync`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Body as AxumBody;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::{Notify, watch};
+
+use crate::sync::http::{self, Body};
+use crate::sync::protocol::Outgoing;
+use crate::sync::{ConnectRequest, SyncServer};
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+}
+
+#[derive(Clone)]
+struct AppState {
+    server: SyncServer,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Serves `server` on `listener` until `shutdown` completes. On shutdown the server stops
+/// accepting, closes every WebSocket (code 1001, so clients reconnect elsewhere) and returns;
+/// every write it acknowledged is committed already.
+pub async fn serve(
+    server: SyncServer,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop, stopping) = watch::channel(false);
+    let state = AppState { server, shutdown: stopping };
+    let app = Router::new()
+        .fallback(route)
+        .layer(tower_http::cors::CorsLayer::very_permissive())
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(state);
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        })
+        .await
+}
+
+/// A server running on its own thread (what the C ABI and tests start).
+pub struct RunningServer {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl RunningServer {
+    /// Binds `addr` (port 0: any free port) and serves on a background thread.
+    pub fn start(server: SyncServer, addr: SocketAddr) -> std::io::Result<RunningServer> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let thread = std::thread::Builder::new().name("triplite-server".into()).spawn(move || {
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                serve(server, listener, async move {
+                    let _ = stopped.await;
+                })
+                .await
+            })
+        })?;
+        Ok(RunningServer { addr, stop: Some(stop), thread: Some(thread) })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Stops serving and waits for the server thread.
+    pub fn stop(mut self) -> std::io::Result<()> {
+        self.shut_down()
+    }
+
+    fn shut_down(&mut self) -> std::io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(std::io::Error::other("the server thread panicked")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        let _ = self.shut_down();
+    }
+}
+
+async fn route(State(state): State<AppState>, request: Request) -> Response {
+    let (mut parts, body) = request.into_parts();
+    if parts.method == "GET" && parts.uri.path() == "/" && parts.headers.contains_key(header::UPGRADE) {
+        let params = axum::extract::Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
+            .map(|query| query.0)
+            .unwrap_or_default();
+        return match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+            Ok(upgrade) => {
+                let limit = state.server.limits().max_message_bytes;
+                upgrade
+                    .max_message_size(limit)
+                    .max_frame_size(limit)
+                    .on_upgrade(move |socket| connection(state, socket, params))
+            }
+            Err(rejection) => rejection.into_response(),
+        };
+    }
+    let limit = state.server.limits().max_message_bytes;
+    // One byte over the limit is enough to know the body is too large.
+    let bytes = axum::body::to_bytes(body, limit.saturating_add(1)).await.unwrap_or_else(|_| vec![0; limit + 1].into());
+    let headers: &HeaderMap = &parts.headers;
+    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let request = http::Request {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        authorization: text(header::AUTHORIZATION),
+        content_type: text(header::CONTENT_TYPE),
+        body: &bytes,
+    };
+    let answer = state.server.handle_http(&request);
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    match answer.body {
+        Body::Json(json) => {
+            (status, [(header::CONTENT_TYPE, "application/json")], AxumBody::from(json.to_string())).into_response()
+        }
+        Body::Text(text) => (status, [(header::CONTENT_TYPE, "text/plain; charset=UTF-8")], text).into_response(),
+    }
+}
+
+/// One WebSocket: frames in go to the engine; what the engine has for the client goes out
+/// whenever it says so (an answer, or data from someone else's commit).
+async fn connection(state: AppState, mut socket: WebSocket, params: HashMap<String, String>) {
+    let wake = Arc::new(Notify::new());
+    let waker = wake.clone();
+    let request = ConnectRequest { token: params.get("token").cloned(), schema_hash: params.get("schema").cloned() };
+    let connection = match state.server.connect(&request, Arc::new(move || waker.notify_one())) {
+        Ok(connection) => connection,
+        Err(refusal) => {
+            let _ = send_all(&mut socket, refusal).await;
+            return;
+        }
+    };
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        if !send_all(&mut socket, connection.drain(now_ms())).await {
+            break;
+        }
+        tokio::select! {
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Text(text))) => connection.receive(text.as_str(), now_ms()),
+                Some(Ok(Message::Binary(bytes))) => connection.receive(&String::from_utf8_lossy(&bytes), now_ms()),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+            },
+            _ = wake.notified() => {}
+            _ = shutdown.changed() => {
+                let close = CloseFrame { code: 1001, reason: "server shutting down".into() };
+                let _ = socket.send(Message::Close(Some(close))).await;
+                break;
+            }
+        }
+    }
+    state.server.disconnect(&connection);
+}
+
+/// Sends frames; returns false once the socket is (or was just) closed.
+async fn send_all(socket: &mut WebSocket, frames: Vec<Outgoing>) -> bool {
+    for outgoing in frames {
+        match outgoing {
+            Outgoing::Text(text) => {
+                if socket.send(Message::Text(text.into())).await.is_err() {
+                    return false;
+                }
+            }
+            Outgoing::Close { code, reason } => {
+                let _ = socket.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+                return false;
+            }
+        }
+    }
+    true
+}

@@ -1,0 +1,201 @@
+//! One client's view of the server: which entities it holds for which queries, what is to be
+//! sent next, and the pieces of chunked messages.
+//!
+//! A connection's queries overlap; an entity is sent once, and sent as a delete ("evict it")
+//! only when it leaves every query of the connection. Data to send accumulates into one
+//! pending `ENTITY_DATA` until the transport takes it, so a client that reads slowly gets one
+//! message with the net change rather than a queue.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use serde_json::Value as Json;
+
+use crate::live::{Snapshot, split_entity_key};
+use crate::store::Changes;
+
+/// The entities of one subscribed query.
+#[derive(Default)]
+pub(crate) struct QueryEntities {
+    /// The feed's generation: a query id subscribed again ignores its older feed.
+    pub generation: u64,
+    /// Whether the first answer was sent (until then, results wait for the checkpoint logic).
+    pub answered: bool,
+    /// The latest entity set from the feed.
+    pub latest: Option<Arc<Snapshot>>,
+    /// The entity set last accounted for in `Entities`.
+    pub applied: HashMap<Arc<str>, Arc<Json>>,
+}
+
+/// What a connection holds and owes.
+#[derive(Default)]
+pub(crate) struct Entities {
+    /// How many of the connection's queries hold each entity.
+    refs: HashMap<Arc<str>, usize>,
+    /// The version of each entity the client was last sent (or already had).
+    sent: HashMap<Arc<str>, Arc<Json>>,
+    pending_sets: BTreeMap<Arc<str>, Arc<Json>>,
+    pending_deletes: BTreeSet<Arc<str>>,
+    /// Collections an empty first answer must name.
+    pending_collections: BTreeSet<String>,
+    pub for_queries: BTreeSet<String>,
+}
+
+impl Entities {
+    /// Moves query `id` from the entities it held to `next`; `known` are entities the client
+    /// already holds in their current version (a checkpoint said so), which are not sent.
+    pub(crate) fn update(
+        &mut self,
+        id: &str,
+        query: &mut QueryEntities,
+        next: &Snapshot,
+        known: &BTreeSet<Arc<str>>,
+    ) -> bool {
+        let mut changed = false;
+        let mut now: HashMap<Arc<str>, Arc<Json>> = HashMap::with_capacity(next.0.len());
+        for (key, doc) in &next.0 {
+            now.insert(key.clone(), doc.clone());
+            if !query.applied.contains_key(key) {
+                *self.refs.entry(key.clone()).or_default() += 1;
+            }
+            let stale = self.sent.get(key).is_none_or(|sent| !Arc::ptr_eq(sent, doc) && sent != doc);
+            if stale {
+                self.sent.insert(key.clone(), doc.clone());
+                if !known.contains(key) {
+                    self.pending_deletes.remove(key);
+                    self.pending_sets.insert(key.clone(), doc.clone());
+                    changed = true;
+                }
+            }
+        }
+        for key in query.applied.keys() {
+            if !now.contains_key(key) {
+                self.release(key);
+                changed = true;
+            }
+        }
+        query.applied = now;
+        if changed {
+            self.for_queries.insert(id.to_owned());
+        }
+        changed
+    }
+
+    /// Marks a query answered even if nothing changed: the client learns it is fulfilled.
+    pub(crate) fn answered(&mut self, id: &str, collection: &str) {
+        self.for_queries.insert(id.to_owned());
+        self.pending_collections.insert(collection.to_owned());
+    }
+
+    /// An entity the client holds but no query of this connection returns any more.
+    fn release(&mut self, key: &Arc<str>) {
+        let Some(count) = self.refs.get_mut(key) else { return };
+        *count -= 1;
+        if *count == 0 {
+            self.refs.remove(key);
+            self.sent.remove(key);
+            self.pending_sets.remove(key);
+            self.pending_deletes.insert(key.clone());
+        }
+    }
+
+    /// Forgets a query the client disconnected (no deletes: it keeps its cache).
+    pub(crate) fn forget(&mut self, query: &QueryEntities) {
+        for key in query.applied.keys() {
+            if let Some(count) = self.refs.get_mut(key) {
+                *count -= 1;
+                if *count == 0 {
+                    self.refs.remove(key);
+                    self.sent.remove(key);
+                }
+            }
+        }
+    }
+
+    /// Sends an entity outside the queries' accounting (a checkpoint's refreshed entity).
+    pub(crate) fn send_once(&mut self, key: Arc<str>, doc: Option<Arc<Json>>) {
+        match doc {
+            Some(doc) => {
+                self.pending_deletes.remove(&key);
+                self.pending_sets.insert(key, doc);
+            }
+            None => {
+                self.pending_sets.remove(&key);
+                self.pending_deletes.insert(key);
+            }
+        }
+    }
+
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.for_queries.is_empty()
+    }
+
+    /// Takes what is pending: the changes, the collections to name, and the query ids.
+    pub(crate) fn take(&mut self) -> (Changes, Vec<String>, Vec<String>) {
+        let mut changes = Changes::default();
+        for (key, doc) in std::mem::take(&mut self.pending_sets) {
+            let (collection, id) = split_entity_key(&key);
+            let fields = doc.as_object().cloned().unwrap_or_default();
+            changes.set(collection, id, fields);
+        }
+        for key in std::mem::take(&mut self.pending_deletes) {
+            let (collection, id) = split_entity_key(&key);
+            changes.delete(collection, id);
+        }
+        let collections = std::mem::take(&mut self.pending_collections).into_iter().collect();
+        let queries = std::mem::take(&mut self.for_queries).into_iter().collect();
+        (changes, collections, queries)
+    }
+}
+
+/// Reassembles `CHUNK` messages.
+#[derive(Default)]
+pub(crate) struct Chunks {
+    pieces: HashMap<String, Vec<Option<String>>>,
+    bytes: usize,
+}
+
+impl Chunks {
+    /// Adds a piece. Returns the whole message once every piece is in; an error when the
+    /// pieces disagree or exceed `limit` bytes in total (the partial message is dropped).
+    pub(crate) fn add(
+        &mut self,
+        id: &str,
+        index: usize,
+        total: usize,
+        data: String,
+        limit: usize,
+    ) -> Result<Option<String>, String> {
+        if total == 0 || index >= total {
+            self.drop_message(id);
+            return Err(format!("chunk {index} of {total} is out of range"));
+        }
+        if self.bytes + data.len() > limit {
+            self.drop_message(id);
+            return Err(format!("chunked message exceeds {limit} bytes"));
+        }
+        let pieces = self.pieces.entry(id.to_owned()).or_insert_with(|| vec![None; total]);
+        if pieces.len() != total {
+            self.drop_message(id);
+            return Err(format!("chunks of message '{id}' disagree on their total"));
+        }
+        self.bytes += data.len();
+        if let Some(replaced) = pieces[index].replace(data) {
+            self.bytes -= replaced.len();
+        }
+        if pieces.iter().all(Option::is_some) {
+            let pieces = self.pieces.remove(id).expect("present");
+            let message: String = pieces.into_iter().flatten().collect();
+            self.bytes = self.bytes.saturating_sub(message.len());
+            return Ok(Some(message));
+        }
+        Ok(None)
+    }
+
+    fn drop_message(&mut self, id: &str) {
+        if let Some(pieces) = self.pieces.remove(id) {
+            let size: usize = pieces.iter().flatten().map(String::len).sum();
+            self.bytes = self.bytes.saturating_sub(size);
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! Triplit 1.x's sync protocol on the wire: messages in both directions, the SuperJSON
+//! envelope around changes, and Triplit's error and close payloads. Pure data and parsing, so
+//! a client engine can use it as well as the server.
+
+use serde_json::{Map, Value as Json, json};
+
+use crate::error::Error;
+use crate::store::{Changes, CollectionChanges, Timestamp};
+
+/// A message from a client.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientMessage {
+    /// Subscribe query `id` (the client's hash of it), resuming from `state` if given.
+    ConnectQuery {
+        id: String,
+        params: Json,
+        state: Option<Checkpoint>,
+    },
+    DisconnectQuery {
+        id: String,
+    },
+    /// Writes to apply in one transaction (encoded form).
+    Changes {
+        changes: Changes,
+    },
+    /// One piece of a message too large for one frame.
+    Chunk {
+        data: String,
+        total: usize,
+        index: usize,
+        id: String,
+    },
+    UpdateToken {
+        token: String,
+    },
+    SchemaResponse {
+        schema: Option<Json>,
+    },
+    Ping {
+        client_timestamp: Option<Json>,
+    },
+}
+
+/// Where a client's cache stands for one query: the server timestamp of the last data it
+/// received, and the ids it holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    pub timestamp: Timestamp,
+    pub entity_ids: Vec<(String, Vec<String>)>,
+}
+
+/// Why a frame could not be taken as a message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FrameError {
+    /// Not JSON, or not `{type, payload}`: Triplit's `MalformedMessagePayloadError`.
+    Malformed,
+    /// A type Triplit does not know.
+    UnknownType(String),
+    /// A known type whose payload is wrong.
+    BadPayload { message_type: String, error: WireError },
+}
+
+impl ClientMessage {
+    /// Parses one text frame.
+    pub fn parse(frame: &str) -> Result<ClientMessage, FrameError> {
+        let json: Json = serde_json::from_str(frame).map_err(|_| FrameError::Malformed)?;
+        let Some(message_type) = json.get("type").and_then(Json::as_str) else { return Err(FrameError::Malformed) };
+        let empty = Json::Object(Map::new());
+        let payload = json.get("payload").unwrap_or(&empty);
+        let bad = |message: String| FrameError::BadPayload {
+            message_type: message_type.to_owned(),
+            error: WireError::new("MalformedMessagePayloadError", "Messages payloads must be valid JSON.", 400)
+                .with_context(message),
+        };
+        let text = |key: &str| -> Result<String, FrameError> {
+            payload
+                .get(key)
+                .and_then(Json::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| bad(format!("{message_type}: '{key}' must be a string")))
+        };
+        Ok(match message_type {
+            "CONNECT_QUERY" => {
+                let params = payload.get("params").filter(|p| p.is_object()).cloned();
+                let params = params.ok_or_else(|| bad("CONNECT_QUERY: 'params' must be a query object".into()))?;
+                let state = match payload.get("state") {
+                    None | Some(Json::Null) => None,
+                    Some(state) => Some(Checkpoint::from_json(state).map_err(|e| bad(e.to_string()))?),
+                };
+                ClientMessage::ConnectQuery { id: text("id")?, params, state }
+            }
+            "DISCONNECT_QUERY" => ClientMessage::DisconnectQuery { id: text("id")? },
+            "CHANGES" => {
+                let changes = payload.get("changes").ok_or_else(|| bad("CHANGES: 'changes' is missing".into()))?;
+                ClientMessage::Changes { changes: decode_changes(changes).map_err(|e| bad(e.to_string()))? }
+            }
+            "CHUNK" => {
+                let count = |key: &str| {
+                    payload
+                        .get(key)
+                        .and_then(Json::as_u64)
+                        .map(|n| n as usize)
+                        .ok_or_else(|| bad(format!("CHUNK: '{key}' must be a non-negative integer")))
+                };
+                ClientMessage::Chunk {
+                    data: text("data")?,
+                    total: count("total")?,
+                    index: count("index")?,
+                    id: text("id")?,
+                }
+            }
+            "UPDATE_TOKEN" => ClientMessage::UpdateToken { token: text("token")? },
+            "SCHEMA_RESPONSE" => {
+                ClientMessage::SchemaResponse { schema: payload.get("schema").filter(|s| !s.is_null()).cloned() }
+            }
+            "PING" => ClientMessage::Ping { client_timestamp: payload.get("clientTimestamp").cloned() },
+            other => return Err(FrameError::UnknownType(other.to_owned())),
+        })
+    }
+
+    /// The message as a frame (what a client sends).
+    pub fn to_frame(&self) -> String {
+        let (message_type, payload) = match self {
+            ClientMessage::ConnectQuery { id, params, state } => {
+                let mut payload = json!({"id": id, "params": params});
+                if let Some(state) = state {
+                    payload["state"] = state.to_json();
+                }
+                ("CONNECT_QUERY", payload)
+            }
+            ClientMessage::DisconnectQuery { id } => ("DISCONNECT_QUERY", json!({"id": id})),
+            ClientMessage::Changes { changes } => ("CHANGES", json!({"changes": encode_changes(changes, &[])})),
+            ClientMessage::Chunk { data, total, index, id } => {
+                ("CHUNK", json!({"data": data, "total": total, "index": index, "id": id}))
+            }
+            ClientMessage::UpdateToken { token } => ("UPDATE_TOKEN", json!({"token": token})),
+            ClientMessage::SchemaResponse { schema } => ("SCHEMA_RESPONSE", json!({"schema": schema})),
+            ClientMessage::Ping { client_timestamp } => ("PING", json!({"clientTimestamp": client_timestamp})),
+        };
+        frame(message_type, payload)
+    }
+}
+
+impl Checkpoint {
+    fn from_json(json: &Json) -> crate::Result<Self> {
+        let timestamp = Timestamp::from_json(json.get("timestamp").unwrap_or(&Json::Null))?;
+        let mut entity_ids = Vec::new();
+        if let Some(collections) = json.get("entityIds").and_then(Json::as_object) {
+            for (collection, ids) in collections {
+                let ids = ids
+                    .as_array()
+                    .and_then(|ids| ids.iter().map(|id| id.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>())
+                    .ok_or_else(|| Error::invalid_json("state.entityIds", "expected arrays of ids"))?;
+                entity_ids.push((collection.clone(), ids));
+            }
+        }
+        Ok(Checkpoint { timestamp, entity_ids })
+    }
+
+    fn to_json(&self) -> Json {
+        let ids: Map<String, Json> = self.entity_ids.iter().map(|(c, ids)| (c.clone(), json!(ids))).collect();
+        json!({"timestamp": self.timestamp.to_json(), "entityIds": ids})
+    }
+}
+
+/// `{type, payload}` as text.
+pub fn frame(message_type: &str, payload: Json) -> String {
+    json!({"type": message_type, "payload": payload}).to_string()
+}
+
+/// Changes in the SuperJSON envelope Triplit sends (`sets` as a Map of `[id, entity]` pairs,
+/// `deletes` as a Set). `always` lists collections to include even when they have no change
+/// (an empty first answer to a query still names its collection).
+pub fn encode_changes(changes: &Changes, always: &[&str]) -> Json {
+    let mut collections = Map::new();
+    let mut meta = Map::new();
+    let empty = CollectionChanges::default();
+    let mut names: Vec<&str> = changes.collections.keys().map(String::as_str).collect();
+    for name in always {
+        if !names.contains(name) {
+            names.push(name);
+        }
+    }
+    for name in names {
+        let batch = changes.collections.get(name).unwrap_or(&empty);
+        let sets: Vec<Json> = batch.sets.iter().map(|(id, doc)| json!([id, doc])).collect();
+        collections.insert(name.to_owned(), json!({"sets": sets, "deletes": batch.deletes}));
+        let path = superjson_escape(name);
+        meta.insert(format!("{path}.sets"), json!(["map"]));
+        meta.insert(format!("{path}.deletes"), json!(["set"]));
+    }
+    json!({"json": collections, "meta": {"values": meta, "v": 1}})
+}
+
+/// Reads changes from the SuperJSON envelope (or plain JSON, as the HTTP API also accepts).
+pub fn decode_changes(json: &Json) -> crate::Result<Changes> {
+    let plain = match json.get("json") {
+        Some(inner) if json.get("meta").is_some() || json.as_object().is_some_and(|o| o.len() == 1) => inner,
+        _ => json,
+    };
+    Changes::from_json(plain)
+}
+
+/// SuperJSON paths separate keys with `.`, so dots inside a key are escaped.
+fn superjson_escape(key: &str) -> String {
+    key.replace('\\', "\\\\").replace('.', "\\.")
+}
+
+/// Triplit's error payload: `{name, message, baseMessage, status, contextMessage}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WireError {
+    pub name: String,
+    pub base_message: String,
+    pub context: Option<String>,
+    pub status: u16,
+}
+
+impl WireError {
+    pub fn new(name: &str, base_message: impl Into<String>, status: u16) -> Self {
+        WireError { name: name.to_owned(), base_message: base_message.into(), context: None, status }
+    }
+
+    pub fn with_context(mut self, context: impl Into<String>) -> Self {
+        self.context = Some(context.into());
+        self
+    }
+
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// Triplit's catch-all `TriplitError` with a context message.
+    pub fn triplit(context: impl Into<String>) -> Self {
+        WireError::new("TriplitError", "Triplit Error", 500).with_context(context)
+    }
+
+    /// Triplit's `message`: the base message, and the context after ` | Context: `.
+    pub fn message(&self) -> String {
+        match &self.context {
+            Some(context) => format!("{} | Context: {context}", self.base_message),
+            None => self.base_message.clone(),
+        }
+    }
+
+    pub fn to_json(&self) -> Json {
+        let mut out = json!({
+            "name": self.name, "message": self.message(), "baseMessage": self.base_message, "status": self.status
+        });
+        if let Some(context) = &self.context {
+            out["contextMessage"] = json!(context);
+        }
+        out
+    }
+}
+
+impl From<&Error> for WireError {
+    fn from(error: &Error) -> Self {
+        let base = match error {
+            Error::WritePermission { collection, id, operation, roles } => {
+                let (verb, noun) = match operation.name() {
+                    "insert" => ("insert", "insertion"),
+                    "delete" => ("delete", "deletion"),
+                    other => (other, "update"),
+                };
+                format!(
+                    "'{verb}' permission for the collection '{collection}' prevented the {noun} of the entity with id '{id}'. The provided session roles were [{}].",
+                    roles.join(", ")
+                )
+            }
+            other => {
+                // Our messages start with the error's name; Triplit's do not repeat it.
+                let text = other.to_string();
+                let name = other.name();
+                text.strip_prefix(name).map(|rest| rest.trim_start_matches(':').trim().to_owned()).unwrap_or(text)
+            }
+        };
+        WireError::new(error.name(), base, error.status())
+    }
+}
+
+/// Why the server ends a connection (`CLOSE` then a socket close).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseType {
+    Unauthorized,
+    TokenExpired,
+    RolesMismatch,
+    SchemaMismatch,
+    InternalError,
+}
+
+impl CloseType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseType::Unauthorized => "UNAUTHORIZED",
+            CloseType::TokenExpired => "TOKEN_EXPIRED",
+            CloseType::RolesMismatch => "ROLES_MISMATCH",
+            CloseType::SchemaMismatch => "SCHEMA_MISMATCH",
+            CloseType::InternalError => "INTERNAL_ERROR",
+        }
+    }
+
+    /// The WebSocket close code: 1011 for the server's own failures, 1008 (policy) otherwise.
+    pub fn code(self) -> u16 {
+        if self == CloseType::InternalError { 1011 } else { 1008 }
+    }
+}
+
+/// What the engine hands the transport to send.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outgoing {
+    Text(String),
+    /// Close the socket (after the `CLOSE` message before it).
+    Close {
+        code: u16,
+        reason: String,
+    },
+}
+
+/// `CLOSE {type, retry, message}` and the socket close that follows it; the reason is
+/// `{"type", "retry"}`, well under WebSocket's 123-byte limit.
+pub fn close_frames(close: CloseType, message: Option<&str>) -> Vec<Outgoing> {
+    let mut payload = json!({"type": close.as_str(), "retry": false});
+    if let Some(message) = message {
+        payload["message"] = json!(message);
+    }
+    let reason = json!({"type": close.as_str(), "retry": false}).to_string();
+    vec![Outgoing::Text(frame("CLOSE", payload)), Outgoing::Close { code: close.code(), reason }]
+}
+
+/// `ERROR {messageType, error, metadata}`.
+pub fn error_frame(message_type: Option<&str>, error: &WireError, metadata: Option<Json>) -> String {
+    let mut payload = Map::new();
+    if let Some(message_type) = message_type {
+        payload.insert("messageType".into(), json!(message_type));
+    }
+    payload.insert("error".into(), error.to_json());
+    if let Some(metadata) = metadata {
+        payload.insert("metadata".into(), metadata);
+    }
+    frame("ERROR", Json::Object(payload))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_frames_of_the_published_client() {
+        let frame = r#"{"type":"CHANGES","payload":{"changes":{"json":{"todos":{"sets":[["a",{"id":"a","text":"x"}],["b",{"text":"y"}]],"deletes":["c"]}},"meta":{"values":{"todos.sets":["map"],"todos.deletes":["set"]},"v":1}}}}"#;
+        let ClientMessage::Changes { changes } = ClientMessage::parse(frame).unwrap() else { panic!() };
+        let todos = &changes.collections["todos"];
+        assert_eq!(todos.sets["a"]["text"], "x");
+        assert!(!todos.sets["b"].contains_key("id"), "an update is a partial");
+        assert!(todos.deletes.contains("c"));
+        let query = r#"{"type":"CONNECT_QUERY","payload":{"id":"q","params":{"collectionName":"todos"},"state":{"timestamp":[5,0,"server"],"entityIds":{"todos":["a"]}}}}"#;
+        let ClientMessage::ConnectQuery { state: Some(state), .. } = ClientMessage::parse(query).unwrap() else {
+            panic!()
+        };
+        assert_eq!(state.entity_ids, vec![("todos".to_owned(), vec!["a".to_owned()])]);
+        assert_eq!(ClientMessage::parse("not json"), Err(FrameError::Malformed));
+        assert_eq!(ClientMessage::parse(r#"{"type":"FOO","payload":{}}"#), Err(FrameError::UnknownType("FOO".into())));
+    }
+
+    #[test]
+    fn encodes_changes_as_superjson_and_back() {
+        let mut changes = Changes::default();
+        changes.set("todos", "a", json!({"id": "a"}).as_object().unwrap().clone());
+        changes.delete("todos", "b");
+        let encoded = encode_changes(&changes, &["notes"]);
+        assert_eq!(encoded["meta"]["values"]["todos.sets"], json!(["map"]));
+        assert_eq!(encoded["json"]["notes"], json!({"sets": [], "deletes": []}));
+        assert_eq!(encoded["json"]["todos"]["sets"], json!([["a", {"id": "a"}]]));
+        let decoded = decode_changes(&encoded).unwrap();
+        assert_eq!(decoded.collections["todos"], changes.collections["todos"]);
+    }
+
+    #[test]
+    fn write_permission_errors_read_as_triplit_writes_them() {
+        let error = Error::WritePermission {
+            collection: "todos".into(),
+            id: "x".into(),
+            operation: crate::permissions::Operation::Insert,
+            roles: vec!["user".into()],
+        };
+        let wire = WireError::from(&error);
+        assert_eq!(
+            wire.message(),
+            "'insert' permission for the collection 'todos' prevented the insertion of the entity with id 'x'. The provided session roles were [user]."
+        );
+        assert_eq!(wire.status, 401);
+    }
+}

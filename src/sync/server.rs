@@ -1,0 +1,553 @@
+//! The sync server engine, free of I/O: a transport hands it each connection's frames (and the
+//! time), and sends what [`Connection::drain`] returns. Writes from any source — a client's
+//! `CHANGES`, the HTTP API, the embedding application — reach the connections whose queries
+//! they change through the database's live queries, which route each write only to the views
+//! it can affect; the transport is woken through the `notify` it gave at connect.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
+use serde_json::{Value as Json, json};
+
+use super::connection::{Chunks, Entities, QueryEntities};
+use super::protocol::{
+    Checkpoint, ClientMessage, CloseType, FrameError, Outgoing, WireError, close_frames, encode_changes, error_frame,
+    frame,
+};
+use crate::db::{Database, Session};
+use crate::error::Error;
+use crate::live::{Snapshot, Subscription};
+use crate::query::Query;
+use crate::schema::{Schema, SchemaChange};
+
+/// Limits the server enforces.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// The largest message (a frame, or chunks reassembled) and HTTP body, in bytes.
+    pub max_message_bytes: usize,
+}
+
+impl Default for Limits {
+    /// Triplit's default `MAX_BODY_SIZE`: 100 MB.
+    fn default() -> Self {
+        Limits { max_message_bytes: 100 * 1024 * 1024 }
+    }
+}
+
+/// A Triplit-compatible sync server over one database. Cheap to clone.
+#[derive(Clone)]
+pub struct SyncServer {
+    shared: Arc<ServerShared>,
+}
+
+pub(crate) struct ServerShared {
+    pub db: Database,
+    pub limits: Limits,
+    connections: Mutex<HashMap<String, Arc<Connection>>>,
+    /// Client schema hashes found compatible (Triplit's compatibility list).
+    compatible_schemas: Mutex<BTreeSet<String>>,
+}
+
+/// What a client asked for when it connected (the WebSocket URL's query parameters).
+#[derive(Debug, Clone, Default)]
+pub struct ConnectRequest {
+    pub token: Option<String>,
+    /// `?schema=<hash>`: the client's schema hash, to check compatibility first.
+    pub schema_hash: Option<String>,
+}
+
+impl SyncServer {
+    pub fn new(db: Database, limits: Limits) -> Self {
+        SyncServer {
+            shared: Arc::new(ServerShared {
+                db,
+                limits,
+                connections: Mutex::default(),
+                compatible_schemas: Mutex::default(),
+            }),
+        }
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.shared.db
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.shared.limits
+    }
+
+    /// How many clients are connected.
+    pub fn connection_count(&self) -> usize {
+        self.shared.connections.lock().len()
+    }
+
+    /// Opens a connection. `notify` is called (from any thread) when data for it is waiting
+    /// in [`Connection::drain`]. A token that does not verify gives the frames that refuse
+    /// the connection (`CLOSE UNAUTHORIZED`, socket close 1008).
+    pub fn connect(
+        &self,
+        request: &ConnectRequest,
+        notify: Arc<dyn Fn() + Send + Sync>,
+    ) -> Result<Arc<Connection>, Vec<Outgoing>> {
+        let db = &self.shared.db;
+        let session = match request.token.as_deref().map(|token| db.session(token)) {
+            Some(Ok(session)) => session,
+            Some(Err(e)) => return Err(close_frames(CloseType::Unauthorized, Some(&WireError::from(&e).message()))),
+            None => return Err(close_frames(CloseType::Unauthorized, Some("No token provided."))),
+        };
+        let client_id = uuid::Uuid::new_v4().to_string();
+        let expires_at = session.expires_at();
+        let connection = Arc::new_cyclic(|me| Connection {
+            client_id: client_id.clone(),
+            server: self.shared.clone(),
+            me: me.clone(),
+            notify,
+            state: Mutex::new(State {
+                session,
+                expires_at,
+                phase: Phase::Ready,
+                outbox: Vec::new(),
+                entities: Entities::default(),
+                queries: HashMap::new(),
+                chunks: Chunks::default(),
+                generation: 0,
+                schema_hash: request.schema_hash.clone(),
+            }),
+            subscriptions: Mutex::default(),
+        });
+        connection.start();
+        self.shared.connections.lock().insert(client_id, connection.clone());
+        Ok(connection)
+    }
+
+    /// Forgets a connection (its socket closed): its subscriptions end.
+    pub fn disconnect(&self, connection: &Connection) {
+        self.shared.connections.lock().remove(&connection.client_id);
+        connection.end();
+    }
+
+    /// `POST /update-token`: a connection's client presents a new token, which must give the
+    /// same roles; otherwise the connection is closed with `ROLES_MISMATCH`.
+    pub(crate) fn update_token(&self, client_id: &str, session: &Session) -> Result<(), WireError> {
+        let connection = self.shared.connections.lock().get(client_id).cloned();
+        let connection =
+            connection.ok_or_else(|| WireError::new("TriplitError", "No connection found for clientId", 400))?;
+        connection.replace_token(session);
+        connection.wake();
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the client's schema (`SCHEMA_REQUEST` sent).
+    AwaitingSchema,
+    Ready,
+    Closed,
+}
+
+struct State {
+    session: Session,
+    expires_at: Option<i64>,
+    phase: Phase,
+    /// Frames to send before any entity data.
+    outbox: Vec<Outgoing>,
+    entities: Entities,
+    queries: HashMap<String, QueryEntities>,
+    chunks: Chunks,
+    generation: u64,
+    schema_hash: Option<String>,
+}
+
+impl State {
+    fn send(&mut self, message_type: &str, payload: Json) {
+        self.outbox.push(Outgoing::Text(frame(message_type, payload)));
+    }
+
+    fn error(&mut self, message_type: Option<&str>, error: &WireError, metadata: Option<Json>) {
+        self.outbox.push(Outgoing::Text(error_frame(message_type, error, metadata)));
+    }
+
+    fn close(&mut self, close: CloseType, message: Option<&str>) {
+        if self.phase != Phase::Closed {
+            self.phase = Phase::Closed;
+            self.outbox.extend(close_frames(close, message));
+        }
+    }
+
+    /// Triplit checks expiry as messages pass, in both directions (it keeps no timer).
+    fn expired(&mut self, now_ms: i64) -> bool {
+        if self.phase != Phase::Closed && self.expires_at.is_some_and(|exp| exp * 1000 < now_ms) {
+            self.close(CloseType::TokenExpired, None);
+        }
+        self.phase == Phase::Closed
+    }
+}
+
+/// One connected client.
+pub struct Connection {
+    client_id: String,
+    server: Arc<ServerShared>,
+    me: Weak<Connection>,
+    notify: Arc<dyn Fn() + Send + Sync>,
+    state: Mutex<State>,
+    /// Kept apart from `state`: ending a subscription takes the live-query registry's lock,
+    /// which feeds hold while they take `state`.
+    subscriptions: Mutex<HashMap<String, Subscription>>,
+}
+
+impl Connection {
+    /// The id sent in `READY` (what `POST /update-token` names).
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// Whether the connection was closed (the transport should close the socket once it has
+    /// sent what [`Connection::drain`] returned).
+    pub fn is_closed(&self) -> bool {
+        self.state.lock().phase == Phase::Closed
+    }
+
+    fn wake(&self) {
+        (self.notify)();
+    }
+
+    fn start(&self) {
+        let db = &self.server.db;
+        let mut state = self.state.lock();
+        let Some(hash) = state.schema_hash.clone() else {
+            state.send("READY", json!({"clientId": self.client_id}));
+            return;
+        };
+        if db.schema().is_none() {
+            state.close(CloseType::SchemaMismatch, Some("The server does not have a schema, but the connecting client does. The server may send un-handleable data and break the client application."));
+        } else if self.server.compatible_schemas.lock().contains(&hash) {
+            state.send("READY", json!({"clientId": self.client_id}));
+        } else {
+            state.phase = Phase::AwaitingSchema;
+            state.send("SCHEMA_REQUEST", json!({}));
+        }
+    }
+
+    /// Takes what is to be sent: answers and errors first, then one `ENTITY_DATA` with
+    /// everything pending. An expired token turns it into `CLOSE TOKEN_EXPIRED`.
+    pub fn drain(&self, now_ms: i64) -> Vec<Outgoing> {
+        let mut state = self.state.lock();
+        if state.expired(now_ms) {
+            return std::mem::take(&mut state.outbox);
+        }
+        let mut out = std::mem::take(&mut state.outbox);
+        if state.entities.has_pending() {
+            let (changes, collections, for_queries) = state.entities.take();
+            let names: Vec<&str> = collections.iter().map(String::as_str).collect();
+            let payload = json!({
+                "changes": encode_changes(&changes, &names),
+                "timestamp": self.server.db.latest_timestamp().to_json(),
+                "forQueries": for_queries,
+            });
+            out.push(Outgoing::Text(frame("ENTITY_DATA", payload)));
+        }
+        out
+    }
+
+    /// Handles one text frame from the client; answers wait in [`Connection::drain`].
+    pub fn receive(&self, text: &str, now_ms: i64) {
+        {
+            let mut state = self.state.lock();
+            if state.expired(now_ms) {
+                return;
+            }
+            if text.len() > self.server.limits.max_message_bytes {
+                let limit = self.server.limits.max_message_bytes;
+                let error =
+                    WireError::new("TriplitError", format!("Message too large, max size is {limit} bytes"), 413);
+                state.error(None, &error, None);
+                return;
+            }
+        }
+        match ClientMessage::parse(text) {
+            Ok(message) => self.dispatch(message, now_ms),
+            Err(FrameError::Malformed) => {
+                let error =
+                    WireError::new("MalformedMessagePayloadError", "Messages payloads must be valid JSON.", 400);
+                let preview: String = text.chars().take(1024).collect();
+                self.state.lock().error(None, &error, Some(json!({"message": preview})));
+            }
+            Err(FrameError::UnknownType(message_type)) => {
+                let mut state = self.state.lock();
+                if state.phase != Phase::Ready {
+                    state.error(Some(&message_type), &not_ready(), None);
+                } else {
+                    let base = format!("Unrecognized message type: {message_type}.");
+                    state.error(Some(&message_type), &WireError::new("UnrecognizedMessageTypeError", base, 400), None);
+                }
+            }
+            Err(FrameError::BadPayload { message_type, error }) => {
+                self.state.lock().error(Some(&message_type), &error, None);
+            }
+        }
+    }
+
+    fn dispatch(&self, message: ClientMessage, now_ms: i64) {
+        match message {
+            ClientMessage::UpdateToken { token } => match self.server.db.session(&token) {
+                Ok(session) => self.replace_token(&session),
+                Err(e) => self.state.lock().close(CloseType::Unauthorized, Some(&WireError::from(&e).message())),
+            },
+            ClientMessage::SchemaResponse { schema } => self.schema_response(schema),
+            message => {
+                let ready = self.state.lock().phase == Phase::Ready;
+                if !ready {
+                    self.state.lock().error(Some(message_type(&message)), &not_ready(), None);
+                    return;
+                }
+                match message {
+                    ClientMessage::ConnectQuery { id, params, state } => self.connect_query(id, &params, state),
+                    ClientMessage::DisconnectQuery { id } => self.disconnect_query(&id),
+                    ClientMessage::Changes { changes } => self.changes(&changes),
+                    ClientMessage::Chunk { data, total, index, id } => self.chunk(&id, index, total, data, now_ms),
+                    ClientMessage::Ping { client_timestamp } => {
+                        let payload = json!({"clientTimestamp": client_timestamp, "serverTimestamp": now_ms});
+                        self.state.lock().send("PONG", payload);
+                    }
+                    ClientMessage::UpdateToken { .. } | ClientMessage::SchemaResponse { .. } => {
+                        unreachable!("handled above")
+                    }
+                }
+            }
+        }
+    }
+
+    /// A new token for the connection: its roles must match the current ones (Triplit keeps
+    /// the connection's claims and takes only the new expiry).
+    fn replace_token(&self, session: &Session) {
+        let mut state = self.state.lock();
+        if state.session.roles() != session.roles() {
+            state.close(CloseType::RolesMismatch, Some("Roles for new token don't match the old token."));
+        } else {
+            state.expires_at = session.expires_at();
+        }
+    }
+
+    fn schema_response(&self, schema: Option<Json>) {
+        let server_schema = self.server.db.schema();
+        let mut state = self.state.lock();
+        if state.phase != Phase::AwaitingSchema {
+            return;
+        }
+        let incompatible = "The client schema is not backwards compatible with the server schema.";
+        let Some(client) = schema else {
+            state.phase = Phase::Ready;
+            state.send("READY", json!({"clientId": self.client_id}));
+            return;
+        };
+        let Some(server_schema) = server_schema else {
+            return state.close(CloseType::SchemaMismatch, Some(incompatible));
+        };
+        let compatible = Schema::from_json(&client).ok().is_some_and(|client| {
+            client == *server_schema
+                || SchemaChange::evaluate(Some(&client), &server_schema, &mut |_, _| Ok(()))
+                    .is_ok_and(|change| change.successful)
+        });
+        if !compatible {
+            return state.close(CloseType::SchemaMismatch, Some(incompatible));
+        }
+        if let Some(hash) = state.schema_hash.clone() {
+            self.server.compatible_schemas.lock().insert(hash);
+        }
+        state.phase = Phase::Ready;
+        state.send("READY", json!({"clientId": self.client_id}));
+    }
+
+    fn connect_query(&self, id: String, params: &Json, checkpoint: Option<Checkpoint>) {
+        let query_error = |connection: &Connection, error: &Error| {
+            let inner = WireError::from(error);
+            let wrapper = WireError::new(
+                "QuerySyncError",
+                format!("An error occurred while syncing your query: {}", json!({"queryKey": id})),
+                inner.status,
+            )
+            .with_context(inner.message());
+            let metadata = json!({"queryKey": id, "innerError": inner.to_json()});
+            connection.state.lock().error(Some("CONNECT_QUERY"), &wrapper, Some(metadata));
+        };
+        let query = match Query::from_json(params) {
+            Ok(query) => query,
+            Err(e) => return query_error(self, &e),
+        };
+        let (generation, principal) = {
+            let mut state = self.state.lock();
+            state.generation += 1;
+            let generation = state.generation;
+            let entry = QueryEntities { generation, ..QueryEntities::default() };
+            if let Some(old) = state.queries.insert(id.clone(), entry) {
+                state.entities.forget(&old);
+            }
+            (generation, state.session.principal().clone())
+        };
+        let me = self.me.clone();
+        let feed_id = id.clone();
+        let feed = Box::new(move |snapshot: &Arc<Snapshot>| {
+            if let Some(connection) = me.upgrade() {
+                connection.feed(&feed_id, generation, snapshot);
+            }
+        });
+        match self.server.db.subscribe_feed(Some(principal), &query, feed) {
+            Ok(subscription) => {
+                let replaced = self.subscriptions.lock().insert(id.clone(), subscription);
+                drop(replaced);
+                if let Err(e) = self.answer_first(&id, generation, &query.collection, checkpoint) {
+                    query_error(self, &e);
+                }
+            }
+            Err(e) => {
+                self.state.lock().queries.remove(&id);
+                query_error(self, &e);
+            }
+        }
+    }
+
+    /// The first answer to a query. With a checkpoint, entities the client holds unchanged
+    /// since it are left out, and the ones it holds that left the results are sent again if
+    /// it may still read them (its cache updates) or as deletes if not (deleted meanwhile, or
+    /// no longer readable).
+    fn answer_first(
+        &self,
+        id: &str,
+        generation: u64,
+        collection: &str,
+        checkpoint: Option<Checkpoint>,
+    ) -> crate::Result<()> {
+        let (snapshot, principal) = {
+            let state = self.state.lock();
+            let Some(query) = state.queries.get(id).filter(|q| q.generation == generation) else { return Ok(()) };
+            (query.latest.clone().unwrap_or_default(), state.session.principal().clone())
+        };
+        let db = &self.server.db;
+        let mut known = BTreeSet::new();
+        let mut refreshed = Vec::new();
+        if let Some(checkpoint) = &checkpoint {
+            let in_results: std::collections::HashSet<&str> = snapshot.0.iter().map(|(k, _)| &**k).collect();
+            for (held_collection, ids) in &checkpoint.entity_ids {
+                let mut gone = Vec::new();
+                for held in ids {
+                    let key = crate::live::entity_key(held_collection, held);
+                    if !in_results.contains(&*key) {
+                        gone.push(held.clone());
+                        continue;
+                    }
+                    let changed = db.entity_timestamp(held_collection, held)?;
+                    if changed.is_some_and(|ts| ts < checkpoint.timestamp) {
+                        known.insert(key);
+                    }
+                }
+                if !gone.is_empty() {
+                    let readable = db.read_encoded_as(Some(&principal), held_collection, &gone)?;
+                    let mut readable: HashMap<String, _> = readable.into_iter().collect();
+                    for held in gone {
+                        let doc = readable.remove(&held).map(|doc| Arc::new(Json::Object(doc)));
+                        refreshed.push((crate::live::entity_key(held_collection, &held), doc));
+                    }
+                }
+            }
+        }
+        {
+            let mut state = self.state.lock();
+            let state = &mut *state;
+            let Some(query) = state.queries.get_mut(id).filter(|q| q.generation == generation) else { return Ok(()) };
+            state.entities.update(id, query, &snapshot, &known);
+            for (key, doc) in refreshed {
+                state.entities.send_once(key, doc);
+            }
+            state.entities.answered(id, collection);
+            query.answered = true;
+            // Commits between the feed's first result and now.
+            if let Some(latest) = query.latest.clone().filter(|latest| !Arc::ptr_eq(latest, &snapshot)) {
+                state.entities.update(id, query, &latest, &BTreeSet::new());
+            }
+        }
+        self.wake();
+        Ok(())
+    }
+
+    /// A query's entities after a commit (called on the committing thread).
+    fn feed(&self, id: &str, generation: u64, snapshot: &Arc<Snapshot>) {
+        let changed = {
+            let mut state = self.state.lock();
+            let state = &mut *state;
+            let Some(query) = state.queries.get_mut(id).filter(|q| q.generation == generation) else { return };
+            query.latest = Some(snapshot.clone());
+            query.answered && state.entities.update(id, query, snapshot, &BTreeSet::new())
+        };
+        if changed {
+            self.wake();
+        }
+    }
+
+    fn disconnect_query(&self, id: &str) {
+        let subscription = self.subscriptions.lock().remove(id);
+        drop(subscription);
+        let mut state = self.state.lock();
+        if let Some(query) = state.queries.remove(id) {
+            state.entities.forget(&query);
+        }
+    }
+
+    fn changes(&self, changes: &crate::Changes) {
+        let session = self.state.lock().session.clone();
+        match session.commit_changes(changes) {
+            Ok(timestamp) => self.state.lock().send("CHANGES_ACK", json!({"timestamp": timestamp.to_json()})),
+            Err(e) => {
+                let error = WireError::from(&e);
+                let tx_id = self.server.db.latest_timestamp().to_json().to_string();
+                let failures: Vec<Json> = changes
+                    .collections
+                    .keys()
+                    .map(|collection| json!({"txId": tx_id, "collection": collection, "error": error.to_json()}))
+                    .collect();
+                self.state.lock().error(Some("CHANGES"), &error, Some(json!({"failures": failures})));
+            }
+        }
+    }
+
+    fn chunk(&self, id: &str, index: usize, total: usize, data: String, now_ms: i64) {
+        let limit = self.server.limits.max_message_bytes;
+        let whole = self.state.lock().chunks.add(id, index, total, data, limit);
+        match whole {
+            Ok(Some(message)) => self.receive(&message, now_ms),
+            Ok(None) => {}
+            Err(problem) => {
+                let error =
+                    WireError::new("MalformedMessagePayloadError", "Messages payloads must be valid JSON.", 400)
+                        .with_context(problem);
+                self.state.lock().error(Some("CHUNK"), &error, None);
+            }
+        }
+    }
+
+    /// Ends every subscription (the connection is gone).
+    fn end(&self) {
+        let subscriptions = std::mem::take(&mut *self.subscriptions.lock());
+        drop(subscriptions);
+        let mut state = self.state.lock();
+        state.phase = Phase::Closed;
+        state.queries.clear();
+    }
+}
+
+fn not_ready() -> WireError {
+    WireError::triplit("Server not ready for messages")
+}
+
+fn message_type(message: &ClientMessage) -> &'static str {
+    match message {
+        ClientMessage::ConnectQuery { .. } => "CONNECT_QUERY",
+        ClientMessage::DisconnectQuery { .. } => "DISCONNECT_QUERY",
+        ClientMessage::Changes { .. } => "CHANGES",
+        ClientMessage::Chunk { .. } => "CHUNK",
+        ClientMessage::UpdateToken { .. } => "UPDATE_TOKEN",
+        ClientMessage::SchemaResponse { .. } => "SCHEMA_RESPONSE",
+        ClientMessage::Ping { .. } => "PING",
+    }
+}
