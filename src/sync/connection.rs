@@ -44,6 +44,7 @@ pub(crate) struct Entities {
 impl Entities {
     /// Moves query `id` from the entities it held to `next`; `known` are entities the client
     /// already holds in their current version (a checkpoint said so), which are not sent.
+    /// Returns whether the query's entities changed (it is then listed in `forQueries`).
     pub(crate) fn update(
         &mut self,
         id: &str,
@@ -53,18 +54,23 @@ impl Entities {
     ) -> bool {
         let mut changed = false;
         let mut now: HashMap<Arc<str>, Arc<Json>> = HashMap::with_capacity(next.0.len());
+        let same = |a: &Arc<Json>, b: &Arc<Json>| Arc::ptr_eq(a, b) || a == b;
         for (key, doc) in &next.0 {
             now.insert(key.clone(), doc.clone());
-            if !query.applied.contains_key(key) {
-                *self.refs.entry(key.clone()).or_default() += 1;
+            match query.applied.get(key) {
+                None => {
+                    *self.refs.entry(key.clone()).or_default() += 1;
+                    changed = true;
+                }
+                Some(before) if !same(before, doc) => changed = true,
+                Some(_) => {}
             }
-            let stale = self.sent.get(key).is_none_or(|sent| !Arc::ptr_eq(sent, doc) && sent != doc);
-            if stale {
+            // Another query may have sent this version already.
+            if self.sent.get(key).is_none_or(|sent| !same(sent, doc)) {
                 self.sent.insert(key.clone(), doc.clone());
                 if !known.contains(key) {
                     self.pending_deletes.remove(key);
                     self.pending_sets.insert(key.clone(), doc.clone());
-                    changed = true;
                 }
             }
         }

@@ -348,7 +348,8 @@ impl Connection {
         let compatible = Schema::from_json(&client).ok().is_some_and(|client| {
             client == *server_schema
                 || SchemaChange::evaluate(Some(&client), &server_schema, &mut |_, _| Ok(()))
-                    .is_ok_and(|change| change.successful)
+                    // Data-independent, as Triplit's check: any backwards-incompatible edit counts.
+                    .is_ok_and(|change| change.successful && change.issues.is_empty())
         });
         if !compatible {
             return state.close(CloseType::SchemaMismatch, Some(incompatible));

@@ -1,0 +1,536 @@
+//! The sync engine driven in-process with frames: every message type, checkpoints, fan-out,
+//! bad frames (each answered with Triplit's ERROR or CLOSE while everyone else is served),
+//! and the HTTP API.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::{Value as Json, json};
+use triplite::sync::http::{Body, Request};
+use triplite::sync::protocol::Outgoing;
+use triplite::sync::{ConnectRequest, Connection, Limits, SyncServer};
+use triplite::{Database, DevTokenKind, Schema, mint_dev_token};
+
+const SECRET: &str = "sync-tests-secret";
+const NOW: i64 = 1_800_000_000_000;
+
+fn schema() -> Json {
+    let own = json!({"filter": [["owner", "=", "$role.userId"]]});
+    json!({
+        "roles": {"user": {"match": {"sub": "$userId"}}},
+        "collections": {
+            "todos": {
+                "schema": {"type": "record", "properties": {
+                    "id": {"type": "string"}, "text": {"type": "string"}, "owner": {"type": "string"},
+                    "tags": {"type": "set", "items": {"type": "string"}, "config": {"optional": true}},
+                    "project_id": {"type": "string", "config": {"optional": true}}}},
+                "relationships": {"project": {"query": {"collectionName": "projects", "where": [["id", "=", "$1.project_id"]]}, "cardinality": "one"}},
+                "permissions": {"user": {"read": own, "insert": own, "update": own, "postUpdate": own, "delete": own}}
+            },
+            "projects": {
+                "schema": {"type": "record", "properties": {"id": {"type": "string"}, "name": {"type": "string"}}},
+                "permissions": {"user": {"read": {"filter": [true]}}}
+            }
+        }
+    })
+}
+
+fn server_with(limits: Limits) -> SyncServer {
+    let db = Database::builder()
+        .schema(Schema::from_json(&schema()).unwrap())
+        .client_id("server")
+        .jwt_secret(SECRET)
+        .open_in_memory()
+        .unwrap();
+    SyncServer::new(db, limits)
+}
+
+fn server() -> SyncServer {
+    server_with(Limits::default())
+}
+
+/// An HS256 user token (Triplit treats it as external, verified with JWT_SECRET).
+fn user_token(sub: &str, exp: i64) -> String {
+    let claims = json!({"sub": sub, "exp": exp});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+const LATER: i64 = 4_000_000_000;
+
+/// A client driving one connection, counting wake-ups.
+struct Client {
+    connection: Arc<Connection>,
+    wakes: Arc<AtomicUsize>,
+}
+
+impl Client {
+    fn connect(server: &SyncServer, token: &str) -> Client {
+        Self::connect_with(server, ConnectRequest { token: Some(token.into()), schema_hash: None })
+    }
+
+    fn connect_with(server: &SyncServer, request: ConnectRequest) -> Client {
+        let wakes = Arc::new(AtomicUsize::new(0));
+        let counter = wakes.clone();
+        let connection = server
+            .connect(
+                &request,
+                Arc::new(move || {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }),
+            )
+            .unwrap_or_else(|refusal| panic!("refused: {refusal:?}"));
+        Client { connection, wakes }
+    }
+
+    fn send(&self, message_type: &str, payload: Json) {
+        self.connection.receive(&json!({"type": message_type, "payload": payload}).to_string(), NOW);
+    }
+
+    /// Every message waiting, parsed.
+    fn take(&self) -> Vec<Json> {
+        self.take_at(NOW)
+    }
+
+    fn take_at(&self, now: i64) -> Vec<Json> {
+        self.connection
+            .drain(now)
+            .into_iter()
+            .map(|out| match out {
+                Outgoing::Text(text) => serde_json::from_str(&text).unwrap(),
+                Outgoing::Close { code, reason } => json!({"type": "SOCKET_CLOSE", "code": code, "reason": reason}),
+            })
+            .collect()
+    }
+
+    fn one(&self, message_type: &str) -> Json {
+        let messages = self.take();
+        let found: Vec<&Json> = messages.iter().filter(|m| m["type"] == message_type).collect();
+        assert_eq!(found.len(), 1, "one {message_type} in {messages:#?}");
+        found[0]["payload"].clone()
+    }
+
+    fn subscribe(&self, id: &str, params: Json) -> Json {
+        self.send("CONNECT_QUERY", json!({"id": id, "params": params}));
+        self.one("ENTITY_DATA")
+    }
+
+    fn write(&self, sets: Json, deletes: Json) -> Vec<Json> {
+        let changes = json!({"json": {"todos": {"sets": sets, "deletes": deletes}}, "meta": {"values": {"todos.sets": ["map"], "todos.deletes": ["set"]}, "v": 1}});
+        self.send("CHANGES", json!({"changes": changes}));
+        self.take()
+    }
+}
+
+fn sets(data: &Json, collection: &str) -> Vec<String> {
+    data["changes"]["json"][collection]["sets"]
+        .as_array()
+        .map(|s| s.iter().map(|pair| pair[0].as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+fn deletes(data: &Json, collection: &str) -> Vec<String> {
+    data["changes"]["json"][collection]["deletes"]
+        .as_array()
+        .map(|s| s.iter().map(|id| id.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+fn todo(id: &str, owner: &str) -> Json {
+    json!([id, {"id": id, "text": format!("todo {id}"), "owner": owner}])
+}
+
+#[test]
+fn ready_then_an_empty_answer_fulfils_a_query() {
+    let server = server();
+    let alice = Client::connect(&server, &user_token("alice", LATER));
+    let ready = alice.one("READY");
+    assert!(ready["clientId"].as_str().unwrap().len() == 36, "a uuid");
+    let data = alice.subscribe("q1", json!({"collectionName": "todos"}));
+    assert_eq!(data["forQueries"], json!(["q1"]));
+    assert_eq!(data["changes"]["json"]["todos"], json!({"sets": [], "deletes": []}), "names the collection");
+    assert_eq!(data["changes"]["meta"]["values"]["todos.sets"], json!(["map"]));
+    assert_eq!(data["timestamp"][2], "server");
+}
+
+#[test]
+fn writes_fan_out_to_the_connections_that_can_see_them() {
+    let server = server();
+    let alice = Client::connect(&server, &user_token("alice", LATER));
+    let alice2 = Client::connect(&server, &user_token("alice", LATER));
+    let bob = Client::connect(&server, &user_token("bob", LATER));
+    for c in [&alice, &alice2, &bob] {
+        c.take();
+        c.subscribe("all", json!({"collectionName": "todos"}));
+    }
+    let wakes_before = bob.wakes.load(Ordering::SeqCst);
+    let answers = alice.write(json!([todo("t1", "alice")]), json!([]));
+    assert_eq!(answers[0]["type"], "CHANGES_ACK", "the ack comes first: {answers:#?}");
+    assert_eq!(answers[0]["payload"]["timestamp"][2], "server");
+    assert_eq!(sets(&answers[1]["payload"], "todos"), vec!["t1"], "the writer's own query sees it too");
+    let data = alice2.one("ENTITY_DATA");
+    assert_eq!(sets(&data, "todos"), vec!["t1"]);
+    assert_eq!(data["changes"]["json"]["todos"]["sets"][0][1]["text"], "todo t1");
+    assert!(bob.take().is_empty(), "bob cannot read it");
+    assert_eq!(bob.wakes.load(Ordering::SeqCst), wakes_before, "and is not even woken");
+
+    // An update, as the client sends it: a partial without id.
+    alice.write(json!([["t1", {"text": "edited"}]]), json!([]));
+    let data = alice2.one("ENTITY_DATA");
+    assert_eq!(data["changes"]["json"]["todos"]["sets"][0][1]["text"], "edited", "whole entities are sent");
+    // Leaving the view: sent as a delete.
+    alice2.subscribe("mine-open", json!({"collectionName": "todos", "where": [["text", "=", "edited"]]}));
+    alice2.send("DISCONNECT_QUERY", json!({"id": "all"}));
+    alice.write(json!([["t1", {"text": "edited again"}]]), json!([]));
+    assert_eq!(deletes(&alice2.one("ENTITY_DATA"), "todos"), vec!["t1"]);
+    alice.write(json!([]), json!(["t1"]));
+    assert!(alice2.take().is_empty(), "already evicted");
+}
+
+#[test]
+fn includes_exists_and_relational_order_ship_the_entities_they_read() {
+    let server = server();
+    let db = server.database().clone();
+    db.insert("projects", json!({"id": "p1", "name": "Garden"})).unwrap();
+    db.insert("projects", json!({"id": "p2", "name": "House"})).unwrap();
+    db.insert("todos", json!({"id": "t1", "text": "dig", "owner": "alice", "project_id": "p1"})).unwrap();
+    let alice = Client::connect(&server, &user_token("alice", LATER));
+    alice.take();
+    let data = alice
+        .subscribe("with-project", json!({"collectionName": "todos", "include": {"project": {"_extends": "project"}}}));
+    assert_eq!((sets(&data, "todos"), sets(&data, "projects")), (vec!["t1".into()], vec!["p1".to_owned()]));
+    let data = alice.subscribe(
+        "projects-with-todos",
+        json!({"collectionName": "projects", "where": [{"exists": {"collectionName": "todos", "where": [["project_id", "=", "$1.id"]]}}]}),
+    );
+    assert_eq!(sets(&data, "projects"), Vec::<String>::new(), "p1 was sent already");
+    assert_eq!(data["forQueries"], json!(["projects-with-todos"]));
+    db.update("projects", "p1", json!({"name": "Yard"})).unwrap();
+    let data = alice.one("ENTITY_DATA");
+    assert_eq!(sets(&data, "projects"), vec!["p1"]);
+    let mut for_queries: Vec<String> = serde_json::from_value(data["forQueries"].clone()).unwrap();
+    for_queries.sort();
+    assert_eq!(for_queries, vec!["projects-with-todos", "with-project"]);
+    let data =
+        alice.subscribe("by-project-name", json!({"collectionName": "todos", "order": [["project.name", "ASC"]]}));
+    assert!(sets(&data, "todos").is_empty() && sets(&data, "projects").is_empty(), "the client holds both");
+}
+
+#[test]
+fn a_checkpoint_skips_unchanged_entities_and_sends_what_happened_offline() {
+    let server = server();
+    let db = server.database().clone();
+    let alice = Client::connect(&server, &user_token("alice", LATER));
+    alice.take();
+    for id in ["a", "b", "c"] {
+        alice.write(json!([todo(id, "alice")]), json!([]));
+    }
+    let data = alice.subscribe("q", json!({"collectionName": "todos"}));
+    let checkpoint = data["timestamp"].clone();
+    assert_eq!(sets(&data, "todos"), vec!["a", "b", "c"]);
+    server.disconnect(&alice.connection);
+
+    // Offline: b is deleted, c is edited, d is inserted; a is untouched.
+    db.delete("todos", "b").unwrap();
+    db.update("todos", "c", json!({"text": "edited offline"})).unwrap();
+    db.insert("todos", json!({"id": "d", "text": "new", "owner": "alice"})).unwrap();
+
+    let back = Client::connect(&server, &user_token("alice", LATER));
+    back.take();
+    back.send(
+        "CONNECT_QUERY",
+        json!({"id": "q", "params": {"collectionName": "todos"}, "state": {"timestamp": checkpoint, "entityIds": {"todos": ["a", "b", "c"]}}}),
+    );
+    let data = back.one("ENTITY_DATA");
+    assert_eq!(sets(&data, "todos"), vec!["c", "d"], "a is unchanged since the checkpoint");
+    assert_eq!(deletes(&data, "todos"), vec!["b"], "the delete that happened offline");
+}
+
+#[test]
+fn denied_and_invalid_writes_get_triplit_errors_and_change_nothing() {
+    let server = server();
+    let alice = Client::connect(&server, &user_token("alice", LATER));
+    alice.take();
+    let answers = alice.write(json!([todo("ok", "alice"), todo("forged", "bob")]), json!([]));
+    assert_eq!(answers.len(), 1, "{answers:#?}");
+    let error = &answers[0]["payload"];
+    assert_eq!(error["messageType"], "CHANGES");
+    assert_eq!(error["error"]["name"], "WritePermissionError");
+    assert_eq!(error["error"]["status"], 401);
+    assert_eq!(error["metadata"]["failures"][0]["collection"], "todos");
+    assert_eq!(server.database().fetch_by_id("todos", "ok").unwrap(), None, "one transaction: nothing landed");
+    let answers = alice.write(json!([["bad", {"id": "bad", "text": 5, "owner": "alice"}]]), json!([]));
+    assert_eq!(answers[0]["payload"]["error"]["name"], "DBSerializationError");
+    let changes = json!({"json": {"nope": {"sets": [], "deletes": ["x"]}}});
+    alice.send("CHANGES", json!({"changes": changes}));
+    assert_eq!(alice.one("ERROR")["error"]["name"], "CollectionNotFoundError");
+}
+
+#[test]
+fn bad_frames_get_errors_and_the_server_keeps_serving() {
+    let server = server_with(Limits { max_message_bytes: 4096 });
+    let alice = Client::connect(&server, &user_token("alice", LATER));
+    let bob = Client::connect(&server, &user_token("bob", LATER));
+    alice.take();
+    bob.take();
+    bob.subscribe("q", json!({"collectionName": "todos"}));
+
+    alice.connection.receive("this is not json", NOW);
+    let error = alice.one("ERROR");
+    assert_eq!(error["error"]["name"], "MalformedMessagePayloadError");
+    assert_eq!(error["metadata"]["message"], "this is not json");
+    alice.send("FOO", json!({}));
+    let error = alice.one("ERROR");
+    assert_eq!(
+        (error["messageType"].clone(), error["error"]["name"].clone()),
+        (json!("FOO"), json!("UnrecognizedMessageTypeError"))
+    );
+    assert_eq!(error["error"]["message"], "Unrecognized message type: FOO.");
+    alice.send("CONNECT_QUERY", json!({"id": "x"}));
+    assert_eq!(alice.one("ERROR")["error"]["name"], "MalformedMessagePayloadError");
+    alice.send("CONNECT_QUERY", json!({"id": "nope", "params": {"collectionName": "nope"}}));
+    let error = alice.one("ERROR");
+    assert_eq!(error["error"]["name"], "QuerySyncError");
+    assert_eq!(error["metadata"]["queryKey"], "nope");
+    assert_eq!(error["metadata"]["innerError"]["name"], "InvalidCollectionNameError");
+    alice.connection.receive(&"x".repeat(5000), NOW);
+    assert_eq!(alice.one("ERROR")["error"]["status"], 413, "oversized");
+    // Chunks: out of range, disagreeing totals, too large in total.
+    alice.send("CHUNK", json!({"data": "{", "total": 2, "index": 2, "id": "c1"}));
+    assert_eq!(alice.one("ERROR")["messageType"], "CHUNK");
+    alice.send("CHUNK", json!({"data": "{", "total": 2, "index": 0, "id": "c2"}));
+    alice.send("CHUNK", json!({"data": "}", "total": 3, "index": 1, "id": "c2"}));
+    assert_eq!(alice.one("ERROR")["messageType"], "CHUNK");
+    for index in 0..3 {
+        alice.send("CHUNK", json!({"data": "y".repeat(2000), "total": 3, "index": index, "id": "big"}));
+    }
+    assert_eq!(alice.one("ERROR")["messageType"], "CHUNK");
+    // A chunk that never completes just waits; others are served meanwhile.
+    alice.send("CHUNK", json!({"data": "{\"type\":", "total": 2, "index": 0, "id": "open"}));
+    assert!(alice.take().is_empty());
+
+    let carol = Client::connect(&server, &user_token("bob", LATER));
+    carol.take();
+    carol.write(json!([todo("b1", "bob")]), json!([]));
+    assert_eq!(sets(&bob.one("ENTITY_DATA"), "todos"), vec!["b1"], "everyone else is still served");
+}
+
+#[test]
+fn chunks_reassemble_in_any_order() {
+    let server = server();
+    let alice = Client::connect(&server, &user_token("alice", LATER));
+    alice.take();
+    let message =
+        json!({"type": "CONNECT_QUERY", "payload": {"id": "chunked-q", "params": {"collectionName": "todos"}}})
+            .to_string();
+    let (first, second) = message.split_at(30);
+    alice.send("CHUNK", json!({"data": second, "total": 2, "index": 1, "id": "abc"}));
+    assert!(alice.take().is_empty());
+    alice.send("CHUNK", json!({"data": first, "total": 2, "index": 0, "id": "abc"}));
+    assert_eq!(alice.one("ENTITY_DATA")["forQueries"], json!(["chunked-q"]));
+}
+
+#[test]
+fn ping_gets_pong() {
+    let server = server();
+    let alice = Client::connect(&server, &user_token("alice", LATER));
+    alice.take();
+    alice.send("PING", json!({"clientTimestamp": 42}));
+    assert_eq!(alice.one("PONG"), json!({"clientTimestamp": 42, "serverTimestamp": NOW}));
+}
+
+fn closed(messages: &[Json], close_type: &str) {
+    assert_eq!(messages.len(), 2, "{messages:#?}");
+    assert_eq!(messages[0]["type"], "CLOSE");
+    assert_eq!(messages[0]["payload"]["type"], close_type);
+    assert_eq!(messages[0]["payload"]["retry"], false);
+    assert_eq!(messages[1]["code"], 1008);
+    let reason = messages[1]["reason"].as_str().unwrap();
+    assert!(reason.len() < 125);
+    assert_eq!(serde_json::from_str::<Json>(reason).unwrap(), json!({"type": close_type, "retry": false}));
+}
+
+#[test]
+fn tokens_are_checked_at_connect_as_messages_pass_and_when_replaced() {
+    let server = server();
+    let refusal = server
+        .connect(&ConnectRequest { token: Some("forged.token.here".into()), schema_hash: None }, Arc::new(|| {}))
+        .err()
+        .expect("refused");
+    let texts: Vec<Json> = refusal
+        .iter()
+        .map(|o| match o {
+            Outgoing::Text(t) => serde_json::from_str(t).unwrap(),
+            Outgoing::Close { code, reason } => json!({"code": code, "reason": reason}),
+        })
+        .collect();
+    closed(&texts, "UNAUTHORIZED");
+    let service = mint_dev_token(SECRET, DevTokenKind::Secret, "p").unwrap();
+    let tampered = user_token("alice", LATER).replacen('.', ".x", 1);
+    assert!(server.connect(&ConnectRequest { token: Some(tampered), schema_hash: None }, Arc::new(|| {})).is_err());
+
+    // Expiry, checked on the next message in or out.
+    let expires = NOW / 1000 + 10;
+    let alice = Client::connect(&server, &user_token("alice", expires));
+    alice.take();
+    alice.connection.receive(r#"{"type":"PING","payload":{}}"#, (expires + 1) * 1000);
+    closed(&alice.take_at((expires + 1) * 1000), "TOKEN_EXPIRED");
+    assert!(alice.connection.is_closed());
+
+    // A renewed token with the same roles keeps the connection, and its new expiry counts.
+    let bob = Client::connect(&server, &user_token("bob", expires));
+    bob.take();
+    bob.send("UPDATE_TOKEN", json!({"token": user_token("bob", LATER)}));
+    bob.connection.receive(r#"{"type":"PING","payload":{}}"#, (expires + 1) * 1000);
+    assert_eq!(bob.take_at((expires + 1) * 1000)[0]["type"], "PONG");
+    // Other roles: closed.
+    bob.send("UPDATE_TOKEN", json!({"token": service}));
+    closed(&bob.take(), "ROLES_MISMATCH");
+
+    // Over HTTP, as the 1.x client does.
+    let carol = Client::connect(&server, &user_token("carol", LATER));
+    let client_id = carol.one("READY")["clientId"].as_str().unwrap().to_owned();
+    let body = json!({"clientId": client_id}).to_string();
+    let bearer = format!("Bearer {}", user_token("carol", LATER + 10));
+    let answer = server.handle_http(&post("/update-token", &bearer, &body));
+    assert_eq!((answer.status, answer.body), (200, Body::Text("OK")));
+    assert!(!carol.connection.is_closed());
+    let bearer = format!("Bearer {}", mint_dev_token(SECRET, DevTokenKind::Anon, "p").unwrap());
+    assert_eq!(server.handle_http(&post("/update-token", &bearer, &body)).status, 200);
+    closed(&carol.take(), "ROLES_MISMATCH");
+}
+
+#[test]
+fn the_schema_handshake_checks_the_client_schema() {
+    let server = server();
+    let request =
+        |hash: &str| ConnectRequest { token: Some(user_token("alice", LATER)), schema_hash: Some(hash.into()) };
+    let alice = Client::connect_with(&server, request("123"));
+    assert_eq!(alice.one("SCHEMA_REQUEST"), json!({}));
+    alice.send("CONNECT_QUERY", json!({"id": "early", "params": {"collectionName": "todos"}}));
+    let error = alice.one("ERROR");
+    assert_eq!(error["error"]["message"], "Triplit Error | Context: Server not ready for messages");
+    assert_eq!(error["error"]["status"], 500);
+    alice.send("SCHEMA_RESPONSE", json!({"schema": schema()}));
+    alice.one("READY");
+    // The hash is now known compatible: no request the next time.
+    Client::connect_with(&server, request("123")).one("READY");
+
+    let bob = Client::connect_with(&server, request("456"));
+    bob.take();
+    let mut incompatible = schema();
+    incompatible["collections"]["todos"]["schema"]["properties"]["text"] = json!({"type": "number"});
+    bob.send("SCHEMA_RESPONSE", json!({"schema": incompatible}));
+    closed(&bob.take(), "SCHEMA_MISMATCH");
+}
+
+fn post<'a>(path: &'a str, authorization: &'a str, body: &'a str) -> Request<'a> {
+    Request { method: "POST", path, authorization: Some(authorization), body: body.as_bytes(), ..Request::default() }
+}
+
+fn json_body(body: Body) -> Json {
+    match body {
+        Body::Json(json) => json,
+        Body::Text(text) => panic!("expected JSON, got {text}"),
+    }
+}
+
+#[test]
+fn the_http_api_answers_as_triplit() {
+    let server = server();
+    let service = format!("Bearer {}", mint_dev_token(SECRET, DevTokenKind::Secret, "p").unwrap());
+    let alice = format!("Bearer {}", user_token("alice", LATER));
+    let call = |path: &str, auth: &str, body: Json| {
+        let text = body.to_string();
+        let answer = server.handle_http(&post(path, auth, &text));
+        (answer.status, json_body(answer.body))
+    };
+
+    let (status, inserted) = call(
+        "/insert",
+        &alice,
+        json!({"collectionName": "todos", "entity": {"id": "t1", "text": "a", "owner": "alice", "tags": ["x"]}}),
+    );
+    assert_eq!((status, inserted["tags"].clone()), (200, json!(["x"])), "API form: sets as arrays");
+    let (status, error) = call(
+        "/insert",
+        &alice,
+        json!({"collectionName": "todos", "entity": {"id": "t2", "text": "a", "owner": "bob"}}),
+    );
+    assert_eq!((status, error["name"].clone()), (401, json!("WritePermissionError")));
+    let (status, rows) = call("/fetch", &alice, json!({"query": {"collectionName": "todos"}}));
+    assert_eq!((status, rows.as_array().unwrap().len()), (200, 1));
+    let (status, _) = call(
+        "/update",
+        &alice,
+        json!({"collectionName": "todos", "entityId": "t1", "changes": {"text": "b", "tags": {"y": true}}}),
+    );
+    assert_eq!(status, 200);
+    let (_, rows) = call("/fetch", &alice, json!({"query": {"collectionName": "todos"}}));
+    assert_eq!((rows[0]["text"].clone(), rows[0]["tags"].clone()), (json!("b"), json!(["x", "y"])));
+    let (status, error) =
+        call("/update", &alice, json!({"collectionName": "todos", "entityId": "nope", "changes": {}}));
+    assert_eq!((status, error["name"].clone()), (404, json!("EntityNotFoundError")));
+    let (status, output) = call("/bulk-insert", &service, json!({"projects": [{"id": "p1", "name": "P"}]}));
+    assert_eq!((status, output["projects"][0]["id"].clone()), (200, json!("p1")));
+    let (status, error) = call("/stats", &alice, json!({}));
+    assert_eq!((status, error["name"].clone()), (401, json!("ServiceKeyRequiredError")));
+    let (_, stats) = call("/stats", &service, json!({}));
+    assert_eq!(stats, json!([{"collection": "projects", "numEntities": 1}, {"collection": "todos", "numEntities": 1}]));
+    let (_, schema) = call("/schema", &service, json!({}));
+    assert_eq!(schema["type"], "schema");
+    let mut pushed = schema["schema"].clone();
+    pushed["collections"]["notes"] = json!({"schema": {"type": "record", "properties": {"id": {"type": "string"}}}});
+    let (status, change) = call("/override-schema", &service, json!({"schema": pushed}));
+    assert_eq!((status, change["successful"].clone()), (200, json!(true)));
+    let changes = json!({"json": {"notes": {"sets": [["n1", {"id": "n1"}]], "deletes": []}}, "meta": {"values": {"notes.sets": ["map"]}, "v": 1}});
+    assert_eq!(call("/apply-changes", &service, json!({"changes": changes})).0, 200);
+    assert_eq!(server.database().fetch_all("notes").unwrap().len(), 1);
+    assert_eq!(call("/delete", &alice, json!({"collectionName": "todos", "entityId": "t1"})).0, 200);
+    assert_eq!(call("/delete-all", &service, json!({"collectionName": "notes"})), (200, json!({})));
+    assert_eq!(call("/clear", &service, json!({})).0, 200);
+    assert!(server.database().fetch_all("projects").unwrap().is_empty());
+    assert_eq!(call("/insert-triples", &service, json!({})).0, 410);
+    assert_eq!(call("/nope", &service, json!({})).1["name"], "RouteNotFoundError");
+
+    // Bad input: typed 4xx answers.
+    let answer = server.handle_http(&post("/fetch", &alice, "{not json"));
+    assert_eq!((answer.status, json_body(answer.body)["name"].clone()), (400, json!("InvalidJsonError")));
+    assert_eq!(call("/fetch", &alice, json!({})).1["name"], "InvalidJsonError");
+    let (status, error) = call("/fetch", &alice, json!({"query": {"collectionName": "nope"}}));
+    assert_eq!((status, error["name"].clone()), (400, json!("InvalidCollectionNameError")));
+    let no_auth = server.handle_http(&Request { method: "POST", path: "/fetch", ..Request::default() });
+    assert_eq!((no_auth.status, json_body(no_auth.body)["name"].clone()), (401, json!("NoTokenProvidedError")));
+    let basic = server.handle_http(&post("/fetch", "Basic abc", "{}"));
+    assert_eq!(json_body(basic.body)["name"], "InvalidAuthenticationSchemeError");
+    let forged = server.handle_http(&post("/fetch", "Bearer a.b.c", "{}"));
+    assert!(forged.status == 400 || forged.status == 401, "{forged:?}");
+    let small = server_with(Limits { max_message_bytes: 10 });
+    assert_eq!(small.handle_http(&post("/fetch", &alice, &" ".repeat(11))).status, 413);
+    let health = server.handle_http(&Request { method: "GET", path: "/healthcheck", ..Request::default() });
+    assert_eq!(health.body, Body::Text("OK"));
+    let version = server.handle_http(&Request {
+        method: "GET",
+        path: "/version",
+        authorization: Some(&alice),
+        ..Request::default()
+    });
+    assert_eq!(version.body, Body::Text("1.0.0"));
+
+    // The multipart upload of `triplit snapshot push` / HttpClient.bulkInsert.
+    let body = "--XyZ\r\nContent-Disposition: form-data; name=\"data\"\r\n\r\n{\"projects\":[{\"id\":\"p9\",\"name\":\"N\"}]}\r\n--XyZ--\r\n";
+    let upload = server.handle_http(&Request {
+        method: "POST",
+        path: "/bulk-insert-file",
+        query: "noReturn=true",
+        authorization: Some(&service),
+        content_type: Some("multipart/form-data; boundary=XyZ"),
+        body: body.as_bytes(),
+    });
+    assert_eq!((upload.status, json_body(upload.body)), (200, json!({})));
+    assert!(server.database().fetch_by_id("projects", "p9").unwrap().is_some());
+}
