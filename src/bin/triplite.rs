@@ -49,6 +49,9 @@ enum Command {
         /// a crash of the process only.
         #[arg(long, value_enum, default_value_t = CommitDurability::Full)]
         durability: CommitDurability,
+        /// SQLite's page cache, in MiB: a server keeps its memory small.
+        #[arg(long, default_value_t = 8)]
+        cache_mb: u32,
     },
 }
 
@@ -75,6 +78,7 @@ struct Config {
     schema: Option<PathBuf>,
     max_body_mb: Option<usize>,
     durability: Durability,
+    cache_mb: u32,
 }
 
 fn main() {
@@ -102,11 +106,12 @@ fn main() {
                 schema,
                 max_body_mb: var("MAX_BODY_SIZE").and_then(|v| v.parse().ok()),
                 durability: Durability::Normal,
+                cache_mb: 32,
             };
             run(config, true)
         }
-        Command::Serve { storage, schema, durability } => {
-            serve_config(storage, schema, durability).and_then(|c| run(c, false))
+        Command::Serve { storage, schema, durability, cache_mb } => {
+            serve_config(storage, schema, durability, cache_mb).and_then(|c| run(c, false))
         }
     };
     if let Err(message) = result {
@@ -115,7 +120,12 @@ fn main() {
     }
 }
 
-fn serve_config(storage: Storage, schema: Option<PathBuf>, durability: CommitDurability) -> Result<Config, String> {
+fn serve_config(
+    storage: Storage,
+    schema: Option<PathBuf>,
+    durability: CommitDurability,
+    cache_mb: u32,
+) -> Result<Config, String> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let port = match var("PORT") {
         Some(port) => port.parse().map_err(|_| format!("PORT must be a port number, not {port:?}"))?,
@@ -150,12 +160,16 @@ fn serve_config(storage: Storage, schema: Option<PathBuf>, durability: CommitDur
             CommitDurability::Normal => Durability::Normal,
             CommitDurability::Full => Durability::Full,
         },
+        cache_mb,
     })
 }
 
 fn run(config: Config, dev: bool) -> Result<(), String> {
-    let mut builder =
-        Database::builder().client_id("server").jwt_secret(&config.jwt_secret).durability(config.durability);
+    let mut builder = Database::builder()
+        .client_id("server")
+        .jwt_secret(&config.jwt_secret)
+        .durability(config.durability)
+        .cache_size_mib(config.cache_mb);
     if let Some(key) = &config.external_jwt_secret {
         builder = builder.external_jwt_secret(key);
     }

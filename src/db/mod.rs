@@ -57,6 +57,7 @@ pub struct DatabaseBuilder {
     client_id: Option<String>,
     clock: Option<Arc<dyn Clock>>,
     durability: Durability,
+    cache_mib: Option<u32>,
     auth: AuthConfig,
 }
 
@@ -112,9 +113,17 @@ impl DatabaseBuilder {
         self
     }
 
+    /// The most memory SQLite's page cache may take, in MiB (default 32: large transactions
+    /// commit without spilling to the log). A server with many entities and little memory
+    /// may want less.
+    pub fn cache_size_mib(mut self, mib: u32) -> Self {
+        self.cache_mib = Some(mib);
+        self
+    }
+
     /// Opens (creating if needed) a SQLite database file.
     pub fn open(self, path: impl AsRef<Path>) -> Result<Database> {
-        let backend = SqliteBackend::open(path.as_ref(), self.durability)?;
+        let backend = SqliteBackend::open(path.as_ref(), self.durability, self.cache_mib.unwrap_or(32))?;
         self.build(Box::new(backend))
     }
 

@@ -80,6 +80,10 @@ impl Dependencies {
         }
         let mut equalities = Vec::new();
         equalities_of(&query.filters, &mut equalities);
+        // Routes use the first: a boolean or null splits a collection's views in two at best,
+        // an id or a name into as many as there are values.
+        equalities.sort_by_key(|(_, value): &(Vec<String>, Json)| value.is_boolean() || value.is_null());
+        let equalities = equalities.into_iter().map(|(path, value)| (path, sort_key(Some(&value)))).collect();
         Dependencies {
             root: query.collection.clone(),
             read_collections,
@@ -114,14 +118,16 @@ fn conditions_read(conditions: &[Condition], out: &mut BTreeSet<String>) {
     }
 }
 
-fn equalities_of(conditions: &[Condition], out: &mut Vec<(Vec<String>, Vec<u8>)>) {
+fn equalities_of(conditions: &[Condition], out: &mut Vec<(Vec<String>, Json)>) {
     for condition in conditions {
         match condition {
+            // A permission rule is an `or` of its roles' filters: with one role, they must hold.
             Condition::All(inner) => equalities_of(inner, out),
+            Condition::Any(inner) if inner.len() == 1 => equalities_of(inner, out),
             Condition::Compare { path, op: Op::Eq, operand: Operand::Value(value), on_set: false, .. }
                 if !value.is_object() && !value.is_array() =>
             {
-                out.push((path.clone(), sort_key(Some(value))));
+                out.push((path.clone(), value.clone()));
             }
             _ => {}
         }

@@ -91,16 +91,16 @@ pub(crate) struct SqliteBackend {
 }
 
 impl SqliteBackend {
-    /// Opens (creating if needed) a database file.
-    pub(crate) fn open(path: &Path, durability: Durability) -> Result<Self> {
+    /// Opens (creating if needed) a database file, with a page cache of `cache_mib` MiB.
+    pub(crate) fn open(path: &Path, durability: Durability, cache_mib: u32) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
         let conn = Connection::open(path)?;
-        Self::configure(conn, durability)
+        Self::configure(conn, durability, cache_mib)
     }
 
-    fn configure(conn: Connection, durability: Durability) -> Result<Self> {
+    fn configure(conn: Connection, durability: Durability, cache_mib: u32) -> Result<Self> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         let sync = match durability {
             Durability::Normal => "NORMAL",
@@ -109,9 +109,9 @@ impl SqliteBackend {
         conn.pragma_update(None, "synchronous", sync)?;
         conn.pragma_update(None, "foreign_keys", "OFF")?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
-        // A 32 MiB page cache (SQLite's default is 2 MiB): large transactions otherwise spill
-        // pages to the WAL before they commit. Pages are allocated only as they are used.
-        conn.pragma_update(None, "cache_size", -32_768)?;
+        // The page cache (SQLite's default is 2 MiB; ours 32 MiB): large transactions otherwise
+        // spill pages to the WAL before they commit. Pages are allocated only as they are used.
+        conn.pragma_update(None, "cache_size", -i64::from(cache_mib) * 1024)?;
         // Read pages through a memory map (up to 256 MiB of the file, as Triplit's SQLite
         // adapter does): scans then read pages in place instead of copying them.
         conn.pragma_update(None, "mmap_size", 268_435_456)?;
