@@ -11,6 +11,7 @@
 pub mod auth;
 mod db;
 mod error;
+pub mod ffi;
 pub mod live;
 #[cfg(feature = "server")]
 pub mod net;

@@ -1,0 +1,125 @@
+//! Subscriptions: live queries delivered to a C callback.
+
+use std::ffi::{CString, c_char, c_void};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use super::db::{Actor, db_actor, live_result_json, parse_query, session_actor, triplite_db, triplite_session};
+use super::{Failure, Outcome, guard, json_arg, put_handle, release, triplite_status};
+use crate::live::Subscription;
+
+/// A live query, released with `triplite_subscription_free`.
+pub struct triplite_subscription {
+    _subscription: Subscription,
+}
+
+/// Called with each result: `user_data` as given, and the result as JSON, valid only during
+/// the call: `{"results": [...], "added": [...], "removed": [ids], "updated": [...]}`.
+pub type triplite_result_callback = Option<unsafe extern "C" fn(user_data: *mut c_void, result_json: *const c_char)>;
+
+/// Called once with `user_data` when no callback will be made any more.
+pub type triplite_destroy_callback = Option<unsafe extern "C" fn(user_data: *mut c_void)>;
+
+/// The caller's (function, user data, destructor) triple.
+struct Foreign {
+    on_result: unsafe extern "C" fn(*mut c_void, *const c_char),
+    user_data: *mut c_void,
+    destroy: triplite_destroy_callback,
+}
+
+// SAFETY: the header requires user data that may be used from the delivery thread.
+unsafe impl Send for Foreign {}
+
+impl Drop for Foreign {
+    fn drop(&mut self) {
+        if let Some(destroy) = self.destroy {
+            // SAFETY: the caller's destructor, called once with its own user data.
+            unsafe { destroy(self.user_data) };
+        }
+    }
+}
+
+/// # Safety
+/// As the exports that call it.
+unsafe fn subscribe(
+    actor: Result<Actor, Failure>,
+    query_json: *const c_char,
+    on_result: triplite_result_callback,
+    user_data: *mut c_void,
+    destroy: triplite_destroy_callback,
+    out_sub: *mut *mut triplite_subscription,
+) -> Outcome {
+    // Whatever happens, `destroy` runs once: the triple is owned from here on.
+    let Some(on_result) = on_result else {
+        drop(Foreign { on_result: noop, user_data, destroy });
+        return Err(Failure::misuse("`on_result` is NULL"));
+    };
+    let foreign = Foreign { on_result, user_data, destroy };
+    if out_sub.is_null() {
+        return Err(Failure::misuse("`out_sub` is NULL"));
+    }
+    // SAFETY (all blocks): forwarded contract.
+    let query = parse_query(unsafe { json_arg(query_json, "query_json") }?)?;
+    let subscription = actor?.subscribe(&query, move |result| {
+        let text = CString::new(live_result_json(&result).to_string()).expect("JSON has no NUL");
+        let foreign = &foreign;
+        // A panic must not cross back into C, nor take down the delivery thread.
+        let _ = catch_unwind(AssertUnwindSafe(|| unsafe { (foreign.on_result)(foreign.user_data, text.as_ptr()) }));
+    })?;
+    unsafe { put_handle(out_sub, triplite_subscription { _subscription: subscription }, "out_sub") }
+}
+
+unsafe extern "C" fn noop(_: *mut c_void, _: *const c_char) {}
+
+/// Subscribes to a query: `on_result` receives the first result, then a new one after every
+/// commit that changes it. Callbacks run one at a time on the database's delivery thread
+/// (never the caller's), in commit order; a slow callback makes later results coalesce into
+/// one, never blocks writers. A callback may call any function of this library, including
+/// writes and `triplite_subscription_free` of its own subscription. `destroy` (may be NULL)
+/// is called once with `user_data` after the last callback — also when subscribing fails.
+///
+/// # Safety
+/// `db` is NULL or live; `query_json` NULL or NUL-terminated; `user_data` usable from another
+/// thread; `out_sub` writable; `out_err` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn triplite_db_subscribe(
+    db: *const triplite_db,
+    query_json: *const c_char,
+    on_result: triplite_result_callback,
+    user_data: *mut c_void,
+    destroy: triplite_destroy_callback,
+    out_sub: *mut *mut triplite_subscription,
+    out_err: *mut *mut c_char,
+) -> triplite_status {
+    // SAFETY: forwarded contract.
+    guard(out_err, || unsafe { subscribe(db_actor(db), query_json, on_result, user_data, destroy, out_sub) })
+}
+
+/// `triplite_db_subscribe` through the session's read rules: an entity that stops being
+/// readable leaves the results.
+///
+/// # Safety
+/// As `triplite_db_subscribe`, with a live `session`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn triplite_session_subscribe(
+    session: *const triplite_session,
+    query_json: *const c_char,
+    on_result: triplite_result_callback,
+    user_data: *mut c_void,
+    destroy: triplite_destroy_callback,
+    out_sub: *mut *mut triplite_subscription,
+    out_err: *mut *mut c_char,
+) -> triplite_status {
+    // SAFETY: forwarded contract.
+    guard(out_err, || unsafe { subscribe(session_actor(session), query_json, on_result, user_data, destroy, out_sub) })
+}
+
+/// Ends a subscription (NULL is ignored). No callback starts after this returns (one already
+/// running may finish); `destroy` follows the last callback.
+///
+/// # Safety
+/// `sub` is NULL or a live handle, not used afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn triplite_subscription_free(sub: *mut triplite_subscription) {
+    // SAFETY: forwarded contract.
+    unsafe { release(sub) }
+}
