@@ -59,11 +59,11 @@ fn declared_functions() -> Vec<String> {
     names
 }
 
-/// The built libraries (`cargo test` builds every crate type of the library).
+/// The built libraries. `cargo test` builds every crate type of the library into the `deps`
+/// folder beside this test (only `cargo build` copies them up a level).
 fn library(kind: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap(); // target/<profile>/deps/.. 
-    let path = dir.join(format!("libtriplite.{kind}"));
+    let path = exe.parent().unwrap().join(format!("libtriplite.{kind}"));
     assert!(path.exists(), "{} is missing", path.display());
     path
 }
