@@ -66,5 +66,9 @@ fn main() {
     let rust = rust_median_ns();
     let c = c_median_ns();
     println!("fetch by id, Rust API: median {:.2} µs per call", rust / 1000.0);
-    println!("fetch by id, C ABI:    median {:.2} µs per call ({:+.2} µs: checks, JSON text, free)", c / 1000.0, (c - rust) / 1000.0);
+    println!(
+        "fetch by id, C ABI:    median {:.2} µs per call ({:+.2} µs: checks, JSON text, free)",
+        c / 1000.0,
+        (c - rust) / 1000.0
+    );
 }

@@ -168,6 +168,16 @@ struct Server {
     port: u16,
 }
 
+impl Server {
+    /// Spawns a server listening on `port` and waits until it answers.
+    fn start(mut command: Command, port: u16) -> Server {
+        let child = command.spawn().expect("starting a server");
+        let server = Server { child, port };
+        wait_healthy(port);
+        server
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -190,19 +200,16 @@ fn wait_healthy(port: u16) {
 fn triplite(storage: &str, dir: &Path) -> Server {
     let port = free_port();
     let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/todo-schema.json");
-    let child = Command::new(env!("CARGO_BIN_EXE_triplite"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_triplite"));
+    command
         .args(["serve", "--storage", storage, "--durability", "normal", "--schema"])
         .arg(&schema)
         .env("PORT", port.to_string())
         .env("HOST", "127.0.0.1")
         .env("JWT_SECRET", SECRET)
         .env("LOCAL_DATABASE_URL", dir.join(format!("{port}.db")))
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server { child, port };
-    wait_healthy(port);
-    server
+        .stderr(Stdio::null());
+    Server::start(command, port)
 }
 
 /// The real Triplit server from the reference harness.
@@ -220,19 +227,16 @@ fn real_triplit() -> Server {
         assert!(status.success(), "npm ci in the Triplit harness");
     }
     let port = free_port();
-    let child = Command::new("node")
+    let mut command = Command::new("node");
+    command
         .arg("server.mjs")
         .env("PORT", port.to_string())
         .env("JWT_SECRET", SECRET)
         .env("STORAGE", "memory")
         .current_dir(&harness)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server { child, port };
-    wait_healthy(port);
-    server
+        .stderr(Stdio::null());
+    Server::start(command, port)
 }
 
 fn report(name: &str, port: u16) {

@@ -128,33 +128,25 @@ fn c_program(name: &str) {
     let out = tempfile::tempdir().unwrap();
     let source = root().join(format!("tests/c/{name}.c"));
     let include = root().join("include");
-    let strict = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-g", "-pthread"];
+    let compile = |exe: &Path, link: &[String], what: &str| {
+        run(
+            Command::new("gcc")
+                .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-g", "-pthread", "-I"])
+                .arg(&include)
+                .arg(&source)
+                .args(link)
+                .arg("-o")
+                .arg(exe),
+            what,
+        )
+    };
     let static_exe = out.path().join(format!("{name}-static"));
-    run(
-        Command::new("gcc")
-            .args(strict)
-            .arg("-I")
-            .arg(&include)
-            .arg(&source)
-            .arg(library("a"))
-            .args(["-lpthread", "-ldl", "-lm", "-o"])
-            .arg(&static_exe),
-        "gcc (static)",
-    );
+    let static_link = [library("a").display().to_string(), "-lpthread".into(), "-ldl".into(), "-lm".into()];
+    compile(&static_exe, &static_link, "gcc (static)");
     let shared_exe = out.path().join(format!("{name}-shared"));
-    let lib_dir = library("so").parent().unwrap().to_path_buf();
-    run(
-        Command::new("gcc")
-            .args(strict)
-            .arg("-I")
-            .arg(&include)
-            .arg(&source)
-            .arg(format!("-L{}", lib_dir.display()))
-            .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
-            .args(["-ltriplite", "-o"])
-            .arg(&shared_exe),
-        "gcc (shared)",
-    );
+    let lib_dir = library("so").parent().unwrap().display().to_string();
+    let shared_link = [format!("-L{lib_dir}"), format!("-Wl,-rpath,{lib_dir}"), "-ltriplite".into()];
+    compile(&shared_exe, &shared_link, "gcc (shared)");
     let valgrind = have("valgrind");
     assert!(valgrind || std::env::var_os("CI").is_none(), "CI runs the C tests under valgrind: install it");
     for exe in [&static_exe, &shared_exe] {
