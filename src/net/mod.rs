@@ -16,8 +16,8 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::{Notify, watch};
 
 use crate::sync::http::{self, Body};
-use crate::sync::protocol::Outgoing;
-use crate::sync::{ConnectRequest, SyncServer};
+use crate::sync::protocol::{CloseType, Outgoing, WireError, close_frames};
+use crate::sync::{ConnectRequest, Connection, SyncServer};
 
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
@@ -140,7 +140,12 @@ async fn route(State(state): State<AppState>, request: Request) -> Response {
         content_type: text(header::CONTENT_TYPE),
         body: &bytes,
     };
-    let answer = state.server.handle_http(&request);
+    // A bug must not take the connection down without an answer (Triplit answers 500 too).
+    let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| state.server.handle_http(&request)))
+        .unwrap_or_else(|_| {
+            let error = WireError::triplit("An unknown error occurred while handling the request");
+            http::Response { status: 500, body: Body::Json(error.to_json()) }
+        });
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     match answer.body {
         Body::Json(json) => {
@@ -170,8 +175,16 @@ async fn connection(state: AppState, mut socket: WebSocket, params: HashMap<Stri
         }
         tokio::select! {
             incoming = socket.recv() => match incoming {
-                Some(Ok(Message::Text(text))) => connection.receive(text.as_str(), now_ms()),
-                Some(Ok(Message::Binary(bytes))) => connection.receive(&String::from_utf8_lossy(&bytes), now_ms()),
+                Some(Ok(Message::Text(text))) => {
+                    if !receive(&connection, text.as_str(), &mut socket).await {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Binary(bytes))) => {
+                    if !receive(&connection, &String::from_utf8_lossy(&bytes), &mut socket).await {
+                        break;
+                    }
+                }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 Some(Ok(Message::Close(_)) | Err(_)) | None => break,
             },
@@ -184,6 +197,17 @@ async fn connection(state: AppState, mut socket: WebSocket, params: HashMap<Stri
         }
     }
     state.server.disconnect(&connection);
+}
+
+/// Hands a frame to the engine. A bug in it closes this connection with `INTERNAL_ERROR`
+/// (1011) and leaves every other connection be; returns false then.
+async fn receive(connection: &Connection, frame: &str, socket: &mut WebSocket) -> bool {
+    let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| connection.receive(frame, now_ms())));
+    if handled.is_err() {
+        send_all(socket, close_frames(CloseType::InternalError, Some("internal error"))).await;
+        return false;
+    }
+    true
 }
 
 /// Sends frames; returns false once the socket is (or was just) closed.
