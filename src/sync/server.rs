@@ -39,12 +39,14 @@ impl Default for Limits {
 #[derive(Clone)]
 pub struct SyncServer {
     shared: Arc<ServerShared>,
+    connections: Arc<Mutex<HashMap<String, Arc<Connection>>>>,
 }
 
+/// What connections share. They do not reach the connection list, so no cycle keeps a
+/// server alive after the last handle to it is gone.
 pub(crate) struct ServerShared {
     pub db: Database,
     pub limits: Limits,
-    connections: Mutex<HashMap<String, Arc<Connection>>>,
     /// Client schema hashes found compatible (Triplit's compatibility list).
     compatible_schemas: Mutex<BTreeSet<String>>,
 }
@@ -60,12 +62,8 @@ pub struct ConnectRequest {
 impl SyncServer {
     pub fn new(db: Database, limits: Limits) -> Self {
         SyncServer {
-            shared: Arc::new(ServerShared {
-                db,
-                limits,
-                connections: Mutex::default(),
-                compatible_schemas: Mutex::default(),
-            }),
+            shared: Arc::new(ServerShared { db, limits, compatible_schemas: Mutex::default() }),
+            connections: Arc::default(),
         }
     }
 
@@ -79,7 +77,7 @@ impl SyncServer {
 
     /// How many clients are connected.
     pub fn connection_count(&self) -> usize {
-        self.shared.connections.lock().len()
+        self.connections.lock().len()
     }
 
     /// Opens a connection. `notify` is called (from any thread) when data for it is waiting
@@ -117,20 +115,20 @@ impl SyncServer {
             subscriptions: Mutex::default(),
         });
         connection.start();
-        self.shared.connections.lock().insert(client_id, connection.clone());
+        self.connections.lock().insert(client_id, connection.clone());
         Ok(connection)
     }
 
     /// Forgets a connection (its socket closed): its subscriptions end.
     pub fn disconnect(&self, connection: &Connection) {
-        self.shared.connections.lock().remove(&connection.client_id);
+        self.connections.lock().remove(&connection.client_id);
         connection.end();
     }
 
     /// `POST /update-token`: a connection's client presents a new token, which must give the
     /// same roles; otherwise the connection is closed with `ROLES_MISMATCH`.
     pub(crate) fn update_token(&self, client_id: &str, session: &Session) -> Result<(), WireError> {
-        let connection = self.shared.connections.lock().get(client_id).cloned();
+        let connection = self.connections.lock().get(client_id).cloned();
         let connection =
             connection.ok_or_else(|| WireError::new("TriplitError", "No connection found for clientId", 400))?;
         connection.replace_token(session);
