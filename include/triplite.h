@@ -116,8 +116,9 @@ triplite_status triplite_db_open(const char *path,
                                  char **out_err);
 
 /**
- * Closes a database handle (NULL is ignored). Sessions, subscriptions and servers made from
- * it stay usable and keep the database open until they are released too.
+ * Closes a database handle (NULL is ignored). Sessions and servers made from it stay usable
+ * and keep the database open until they are released; a subscription stays valid but receives
+ * nothing once nothing else keeps the database open.
  *
  * # Safety
  * `db` is NULL or a live handle, not used afterwards.
@@ -312,7 +313,8 @@ triplite_status triplite_session_fetch_by_id(const triplite_session *session,
  * (never the caller's), in commit order; a slow callback makes later results coalesce into
  * one, never blocks writers. A callback may call any function of this library, including
  * writes and `triplite_subscription_free` of its own subscription. `destroy` (may be NULL)
- * is called once with `user_data` after the last callback — also when subscribing fails.
+ * is called once with `user_data` after the last callback — also when subscribing fails — on
+ * the delivery thread or the thread that frees the subscription, with no lock held.
  *
  * # Safety
  * `db` is NULL or live; `query_json` NULL or NUL-terminated; `user_data` usable from another
@@ -342,8 +344,9 @@ triplite_status triplite_session_subscribe(const triplite_session *session,
                                            char **out_err);
 
 /**
- * Ends a subscription (NULL is ignored). No callback starts after this returns (one already
- * running may finish); `destroy` follows the last callback.
+ * Ends a subscription (NULL is ignored). No callback starts after this returns: called from
+ * another thread, it waits for a callback under way (so do not call it while holding
+ * something that callback waits for); `destroy` follows the last callback.
  *
  * # Safety
  * `sub` is NULL or a live handle, not used afterwards.

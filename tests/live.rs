@@ -658,3 +658,40 @@ proptest! {
         check_live(&db, &ops)?;
     }
 }
+
+#[test]
+fn callbacks_may_write_and_drop_subscriptions_without_deadlock() {
+    let db = Database::builder().schema(schema()).open_in_memory().unwrap();
+    let query = Query::new("todos");
+    // A callback that drops another subscription and writes.
+    let slot = Arc::new(std::sync::Mutex::new(Some(db.subscribe(&query).unwrap())));
+    let (sizes, seen) = crossbeam_channel::unbounded::<usize>();
+    let writer = db.clone();
+    let held = slot.clone();
+    let _outer = db
+        .subscribe_with(&query, move |result| {
+            held.lock().unwrap().take();
+            if result.results.len() == 1 {
+                writer.insert("todos", todo("second", "alice", 2)).unwrap();
+            }
+            sizes.send(result.results.len()).unwrap();
+        })
+        .unwrap();
+    assert_eq!(seen.recv_timeout(WAIT).unwrap(), 0);
+    db.insert("todos", todo("first", "alice", 1)).unwrap();
+    assert_eq!(seen.recv_timeout(WAIT).unwrap(), 1);
+    assert_eq!(seen.recv_timeout(WAIT).unwrap(), 2, "the callback's own write is delivered after it returns");
+    assert!(slot.lock().unwrap().is_none());
+
+    // A callback owning a subscription: ending it drops that one too (on the delivery thread).
+    let captured = db.subscribe(&query).unwrap();
+    let owner = db
+        .subscribe_with(&query, move |_| {
+            let _kept = &captured;
+        })
+        .unwrap();
+    drop(owner);
+    db.insert("todos", todo("third", "alice", 3)).unwrap();
+    let probe = db.subscribe(&query).unwrap();
+    assert_eq!(next(&probe).results.len(), 3);
+}

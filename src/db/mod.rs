@@ -161,6 +161,7 @@ impl DatabaseBuilder {
             }
             None => None,
         };
+        let committed = clock.current();
         let db = Database {
             shared: Arc::new(Shared {
                 store: Mutex::new(Store::new(backend)),
@@ -168,7 +169,7 @@ impl DatabaseBuilder {
                 clock,
                 verifier,
                 live: Arc::default(),
-                committed: Mutex::new(None),
+                committed: Mutex::new(Some(committed)),
             }),
         };
         if let Some(schema) = self.schema {
@@ -258,14 +259,15 @@ impl Database {
         access: Option<Arc<Principal>>,
         work: impl FnOnce(&mut Transaction) -> Result<R>,
     ) -> Result<R> {
-        let schema = self.schema();
         let mut store = self.shared.store.lock();
+        // Read under the store lock: `set_schema` replaces the schema while holding it.
+        let schema = self.schema();
         store.backend().begin()?;
         // Rolls back if `work` panics, so the next transaction starts clean.
         let mut guard = RollbackOnDrop { store: &mut store, armed: true };
         let mut tx = Transaction::new(&mut *guard.store, schema.clone(), &self.shared.clock, access);
-        // Subscriptions open and close under the store lock, so this holds for the whole
-        // transaction.
+        // Subscriptions open under the store lock, so none opens during the transaction; one
+        // that closes meanwhile only makes the capture unneeded.
         let capture = self.shared.live.is_active();
         tx.capture = capture;
         let output = work(&mut tx)?;
@@ -345,11 +347,7 @@ impl Database {
     /// Stamps changes with this database's clock and merges them in one transaction — what a
     /// server does with a client's writes, which carry no timestamps. Returns the stamp.
     pub fn commit_changes(&self, changes: &Changes) -> Result<Timestamp> {
-        self.transact(|tx| {
-            let ts = tx.tick();
-            tx.apply_changes(changes, &ts)?;
-            Ok(ts)
-        })
+        self.transact(|tx| tx.commit_changes(changes))
     }
 
     /// Subscribes to a query: the first result, then a new one after every commit that changes
@@ -386,9 +384,11 @@ impl Database {
         query: &Query,
         consumer: Consumer,
     ) -> Result<Subscription> {
+        let mut store = self.shared.store.lock();
+        // Prepared under the store lock, so a concurrent `set_schema` cannot leave this view
+        // prepared for the old schema (it re-prepares only the views registered before it).
         let schema = self.schema();
         let prepared = transaction::prepare_read(query, schema.as_deref(), access.as_deref(), &Variables::new())?;
-        let mut store = self.shared.store.lock();
         let source = Source { query: query.clone(), access };
         self.shared.live.subscribe(store.backend(), schema.as_deref(), source, prepared, consumer)
     }
@@ -407,7 +407,7 @@ impl Database {
     /// The clock as of the last finished commit: every change committed (and delivered to live
     /// queries) so far is stamped at or before it — a sync checkpoint.
     pub fn latest_timestamp(&self) -> Timestamp {
-        self.shared.committed.lock().clone().unwrap_or_else(|| self.shared.clock.current())
+        self.shared.committed.lock().clone().expect("set at open")
     }
 
     /// When an entity (or its deletion) was last written, if it ever was.

@@ -66,11 +66,7 @@ impl Session {
     /// transaction checked against the rules — what the sync server does with a client's
     /// `CHANGES`. Returns the stamp.
     pub fn commit_changes(&self, changes: &crate::Changes) -> Result<crate::Timestamp> {
-        self.transact(|tx| {
-            let ts = tx.tick();
-            tx.apply_changes(changes, &ts)?;
-            Ok(ts)
-        })
+        self.transact(|tx| tx.commit_changes(changes))
     }
 
     /// The database behind the session.

@@ -247,6 +247,14 @@ impl<'a> Transaction<'a> {
         Ok(())
     }
 
+    /// Stamps changes (encoded form) with one tick of the database's clock and merges them —
+    /// what a server does with a client's writes, which carry no timestamps.
+    pub fn commit_changes(&mut self, changes: &Changes) -> Result<Timestamp> {
+        let ts = self.tick();
+        self.apply_changes(changes, &ts)?;
+        Ok(ts)
+    }
+
     /// Merges changes stamped elsewhere (encoded form), as sync does: deletes first, then sets;
     /// a set with an `id` inserts or merges, one without updates — and is dropped when the
     /// entity does not exist, so one stale change never blocks a batch.

@@ -149,8 +149,9 @@ pub unsafe extern "C" fn triplite_db_open(
     })
 }
 
-/// Closes a database handle (NULL is ignored). Sessions, subscriptions and servers made from
-/// it stay usable and keep the database open until they are released too.
+/// Closes a database handle (NULL is ignored). Sessions and servers made from it stay usable
+/// and keep the database open until they are released; a subscription stays valid but receives
+/// nothing once nothing else keeps the database open.
 ///
 /// # Safety
 /// `db` is NULL or a live handle, not used afterwards.

@@ -75,7 +75,8 @@ unsafe extern "C" fn noop(_: *mut c_void, _: *const c_char) {}
 /// (never the caller's), in commit order; a slow callback makes later results coalesce into
 /// one, never blocks writers. A callback may call any function of this library, including
 /// writes and `triplite_subscription_free` of its own subscription. `destroy` (may be NULL)
-/// is called once with `user_data` after the last callback — also when subscribing fails.
+/// is called once with `user_data` after the last callback — also when subscribing fails — on
+/// the delivery thread or the thread that frees the subscription, with no lock held.
 ///
 /// # Safety
 /// `db` is NULL or live; `query_json` NULL or NUL-terminated; `user_data` usable from another
@@ -113,8 +114,9 @@ pub unsafe extern "C" fn triplite_session_subscribe(
     guard(out_err, || unsafe { subscribe(session_actor(session), query_json, on_result, user_data, destroy, out_sub) })
 }
 
-/// Ends a subscription (NULL is ignored). No callback starts after this returns (one already
-/// running may finish); `destroy` follows the last callback.
+/// Ends a subscription (NULL is ignored). No callback starts after this returns: called from
+/// another thread, it waits for a callback under way (so do not call it while holding
+/// something that callback waits for); `destroy` follows the last callback.
 ///
 /// # Safety
 /// `sub` is NULL or a live handle, not used afterwards.

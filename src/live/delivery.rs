@@ -97,9 +97,11 @@ impl Sink {
         }
     }
 
-    pub(crate) fn close(&self) {
-        if let Sink::Callback(sink) = self {
-            sink.closed.store(true, Ordering::Release);
+    /// The callback sink, which the subscription handle keeps to close it.
+    pub(crate) fn callback(&self) -> Option<Arc<CallbackSink>> {
+        match self {
+            Sink::Callback(sink) => Some(sink.clone()),
+            Sink::Channel(_) | Sink::Inline(_) => None,
         }
     }
 }
@@ -174,7 +176,18 @@ impl CallbackSink {
         state.pending = Some(latest);
         if !state.queued {
             state.queued = true;
-            dispatcher.queue.send(self.clone()).expect("the delivery thread lives as long as the database");
+            dispatcher.send(Job::Deliver(self.clone()));
+        }
+    }
+
+    /// No callback starts after this returns. Off the delivery thread it waits for a callback
+    /// under way; on it, the callback under way is the caller's own.
+    pub(crate) fn close(&self, dispatcher: &Dispatcher) {
+        if std::thread::current().id() == dispatcher.thread {
+            self.closed.store(true, Ordering::Release);
+        } else {
+            let _running = self.callback.lock();
+            self.closed.store(true, Ordering::Release);
         }
     }
 
@@ -188,33 +201,54 @@ impl CallbackSink {
             message
         };
         let Some(message) = message else { return };
+        let mut callback = self.callback.lock();
         if self.closed.load(Ordering::Acquire) {
             return;
         }
-        let mut callback = self.callback.lock();
         // A panicking callback must not take the delivery thread (and every other
         // subscription) down with it.
         let _ = catch_unwind(AssertUnwindSafe(|| callback(message)));
     }
 }
 
+/// Work for the delivery thread.
+enum Job {
+    Deliver(Arc<CallbackSink>),
+    /// Something holding a user's callback, to drop where no lock is held (dropping runs the
+    /// user's destructor, which may call back into the database).
+    Release(Box<dyn Send>),
+}
+
 /// The delivery thread: calls callbacks one at a time, in the order their results were posted.
 pub(crate) struct Dispatcher {
-    queue: Sender<Arc<CallbackSink>>,
+    queue: Sender<Job>,
+    thread: std::thread::ThreadId,
 }
 
 impl Dispatcher {
     pub(crate) fn start() -> Self {
-        let (queue, pending) = crossbeam_channel::unbounded::<Arc<CallbackSink>>();
-        std::thread::Builder::new()
+        let (queue, pending) = crossbeam_channel::unbounded::<Job>();
+        let thread = std::thread::Builder::new()
             .name("triplite-live".into())
             .spawn(move || {
                 // Ends when the database (the only sender) is dropped.
-                for sink in pending {
-                    sink.deliver();
+                for job in pending {
+                    match job {
+                        Job::Deliver(sink) => sink.deliver(),
+                        Job::Release(item) => drop(item),
+                    }
                 }
             })
             .expect("spawning the live-query delivery thread");
-        Dispatcher { queue }
+        Dispatcher { queue, thread: thread.thread().id() }
+    }
+
+    fn send(&self, job: Job) {
+        self.queue.send(job).expect("the delivery thread lives as long as the database");
+    }
+
+    /// Drops `item` on the delivery thread.
+    pub(crate) fn release(&self, item: Box<dyn Send>) {
+        self.send(Job::Release(item));
     }
 }

@@ -38,6 +38,9 @@ use view::{Output, View};
 #[derive(Default)]
 pub(crate) struct LiveQueries {
     registry: Mutex<Registry>,
+    /// Subscriptions dropped, whose views are removed by the next holder of `registry`: a
+    /// handle may be dropped where that lock is held (inside a feed, on the committing thread).
+    released: Mutex<Vec<ViewId>>,
     /// How many views are open: writers record what they change only when some are.
     open: AtomicUsize,
     dispatcher: OnceLock<Dispatcher>,
@@ -68,7 +71,7 @@ pub(crate) enum Consumer {
 }
 
 impl LiveQueries {
-    /// Whether any subscription is open (read under the store lock, like every change to it).
+    /// Whether any subscription is open (they open under the store lock).
     pub(crate) fn is_active(&self) -> bool {
         self.open.load(Ordering::Acquire) > 0
     }
@@ -99,27 +102,49 @@ impl LiveQueries {
             Consumer::SyncFeed(feed) => (Sink::Inline(Mutex::new(feed)), None),
         };
         sink.post(first.clone(), self.dispatcher());
+        let callback = sink.callback();
         let mut registry = self.registry.lock();
+        self.sweep(&mut registry);
         let id = registry.next_id;
         registry.next_id += 1;
         registry.routes.add(id, &view.deps);
         registry.views.insert(id, Entry { view, sink, published: first });
         self.open.fetch_add(1, Ordering::AcqRel);
-        Ok(Subscription { id, live: self.clone(), receiver })
+        Ok(Subscription { id, live: self.clone(), receiver, callback })
     }
 
-    fn unsubscribe(&self, id: ViewId) {
-        let mut registry = self.registry.lock();
+    /// A subscription handle was dropped: its view goes now if the registry is free, else with
+    /// the next holder of its lock. Never blocks.
+    fn release(&self, id: ViewId) {
+        self.released.lock().push(id);
+        if let Some(mut registry) = self.registry.try_lock() {
+            self.sweep(&mut registry);
+        }
+    }
+
+    /// Removes the views of released handles. Entries holding a user's callback are dropped
+    /// on the delivery thread, where no lock is held.
+    fn sweep(&self, registry: &mut Registry) {
+        let released = std::mem::take(&mut *self.released.lock());
+        for id in released {
+            self.remove(registry, id);
+        }
+    }
+
+    fn remove(&self, registry: &mut Registry, id: ViewId) {
         if let Some(entry) = registry.views.remove(&id) {
             registry.routes.remove(id, &entry.view.deps);
-            entry.sink.close();
             self.open.fetch_sub(1, Ordering::AcqRel);
+            if entry.sink.callback().is_some() {
+                self.dispatcher().release(Box::new(entry));
+            }
         }
     }
 
     /// Updates the views one commit can affect and delivers the results that changed.
     pub(crate) fn after_commit(&self, backend: &dyn Backend, schema: Option<&Schema>, changes: Vec<Change>) {
         let mut registry = self.registry.lock();
+        self.sweep(&mut registry);
         let mut routed: BTreeMap<ViewId, Vec<&Change>> = BTreeMap::new();
         let mut candidates = BTreeSet::new();
         for change in &changes {
@@ -130,20 +155,15 @@ impl LiveQueries {
             }
         }
         let exec = Executor::new(backend, schema);
-        let mut failed = Vec::new();
         for (id, changes) in routed {
             let entry = registry.views.get_mut(&id).expect("routes name only open views");
             match entry.view.apply(&exec, &changes) {
                 Ok(false) => {}
                 Ok(true) => self.publish(entry),
-                Err(_) => failed.push(id),
+                // A view that cannot be read any more (storage failing) ends; its consumer
+                // sees the channel close.
+                Err(_) => self.remove(&mut registry, id),
             }
-        }
-        drop(registry);
-        // A view that cannot be read any more (storage failing) ends; its consumer sees the
-        // channel close.
-        for id in failed {
-            self.unsubscribe(id);
         }
     }
 
@@ -156,6 +176,7 @@ impl LiveQueries {
         prepare: &dyn Fn(&Source) -> Result<Prepared>,
     ) {
         let mut registry = self.registry.lock();
+        self.sweep(&mut registry);
         let exec = Executor::new(backend, schema);
         let mut failed = Vec::new();
         let ids: Vec<ViewId> = registry.views.keys().copied().collect();
@@ -174,9 +195,8 @@ impl LiveQueries {
                 Err(_) => failed.push(id),
             }
         }
-        drop(registry);
         for id in failed {
-            self.unsubscribe(id);
+            self.remove(&mut registry, id);
         }
     }
 
@@ -200,6 +220,8 @@ pub struct Subscription {
     id: ViewId,
     live: Arc<LiveQueries>,
     receiver: Option<Receiver<LiveResult>>,
+    /// A callback subscription's sink, closed the moment the handle goes.
+    callback: Option<Arc<CallbackSink>>,
 }
 
 impl Subscription {
@@ -224,13 +246,16 @@ impl Subscription {
         self.receiver.as_ref()?.try_recv().ok()
     }
 
-    /// Ends the subscription. A channel receives nothing more; a callback is not called again,
-    /// except once more if its delivery had already begun on the delivery thread.
+    /// Ends the subscription. A channel receives nothing more; no callback starts after this
+    /// returns (called from elsewhere than the callback itself, it waits for one under way).
     pub fn unsubscribe(self) {}
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.live.unsubscribe(self.id);
+        if let Some(sink) = &self.callback {
+            sink.close(self.live.dispatcher());
+        }
+        self.live.release(self.id);
     }
 }

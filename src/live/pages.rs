@@ -1,7 +1,8 @@
 //! Paged and growing live queries, as Triplit's `subscribeWithPagination` and
 //! `subscribeWithExpand`: each page is a live subscription of its own, over-fetched by one
 //! entity to tell whether more lie beyond it, moved with an `after` cursor on the last (or
-//! first) entity shown. Orders end with `id` so every cursor is unique.
+//! first) entity shown. Orders end with `id` so every cursor is unique, and a `select` gains
+//! the order attributes (cursors are read from the results).
 
 use std::sync::Arc;
 use std::time::Duration;

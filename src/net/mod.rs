@@ -128,8 +128,23 @@ async fn route(State(state): State<AppState>, request: Request) -> Response {
         };
     }
     let limit = state.server.limits().max_message_bytes;
-    // One byte over the limit is enough to know the body is too large.
-    let bytes = axum::body::to_bytes(body, limit.saturating_add(1)).await.unwrap_or_else(|_| vec![0; limit + 1].into());
+    let declared: Option<usize> = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
+    // One byte over the limit is enough for the engine to answer 413.
+    let bytes = match axum::body::to_bytes(body, limit.saturating_add(1)).await {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            // Over the limit (Triplit's 413), or a body that ended short of its length.
+            let too_large = declared.is_none_or(|length| length > limit);
+            let (status, message) = if too_large {
+                (413, format!("Body too large, max size is {} MB", limit / (1024 * 1024)))
+            } else {
+                (400, format!("could not read the request body: {error}"))
+            };
+            let error = WireError::new("TriplitError", message, status);
+            return (StatusCode::from_u16(status).expect("a valid status"), axum::Json(error.to_json()))
+                .into_response();
+        }
+    };
     let headers: &HeaderMap = &parts.headers;
     let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     let request = http::Request {

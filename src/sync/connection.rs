@@ -65,11 +65,12 @@ impl Entities {
                 Some(before) if !same(before, doc) => changed = true,
                 Some(_) => {}
             }
+            // Held again: a delete another query left pending must not evict it.
+            self.pending_deletes.remove(key);
             // Another query may have sent this version already.
             if self.sent.get(key).is_none_or(|sent| !same(sent, doc)) {
                 self.sent.insert(key.clone(), doc.clone());
                 if !known.contains(key) {
-                    self.pending_deletes.remove(key);
                     self.pending_sets.insert(key.clone(), doc.clone());
                 }
             }

@@ -291,8 +291,7 @@ fn update(session: &Session, body: &Map<String, Json>) -> crate::Result<Response
         }
         let mut changes = Changes::default();
         changes.set(collection, id, patch);
-        let ts = tx.tick();
-        tx.apply_changes(&changes, &ts)
+        tx.commit_changes(&changes).map(drop)
     })?;
     Ok(Response::ok(json!({})))
 }

@@ -81,7 +81,8 @@ impl SyncServer {
     }
 
     /// Opens a connection. `notify` is called (from any thread) when data for it is waiting
-    /// in [`Connection::drain`]. A token that does not verify gives the frames that refuse
+    /// in [`Connection::drain`] — possibly on a committing thread that holds the database's
+    /// locks, so it must only wake the transport (never call into the database or the engine). A token that does not verify gives the frames that refuse
     /// the connection (`CLOSE UNAUTHORIZED`, socket close 1008).
     pub fn connect(
         &self,
