@@ -534,3 +534,23 @@ fn the_http_api_answers_as_triplit() {
     assert_eq!((upload.status, json_body(upload.body)), (200, json!({})));
     assert!(server.database().fetch_by_id("projects", "p9").unwrap().is_some());
 }
+
+#[test]
+fn a_query_the_new_schema_rejects_ends_with_an_error_to_its_client() {
+    let server = server();
+    let alice = Client::connect(&server, &user_token("alice", LATER));
+    alice.take();
+    alice.subscribe("p", json!({"collectionName": "projects"}));
+    alice.subscribe("t", json!({"collectionName": "todos"}));
+    let mut without_projects = schema();
+    without_projects["collections"].as_object_mut().unwrap().remove("projects");
+    without_projects["collections"]["todos"].as_object_mut().unwrap().remove("relationships");
+    server.database().set_schema(Schema::from_json(&without_projects).unwrap()).unwrap();
+    let messages = alice.take();
+    let error = messages.iter().find(|m| m["type"] == "ERROR").expect("an error for the ended query");
+    assert_eq!(error["payload"]["error"]["name"], "QuerySyncError");
+    assert_eq!(error["payload"]["metadata"]["queryKey"], "p");
+    // The other query lives on.
+    let answers = alice.write(json!([todo("t1", "alice")]), json!([]));
+    assert_eq!(sets(&answers.last().unwrap()["payload"], "todos"), vec!["t1"]);
+}

@@ -77,8 +77,16 @@ pub(crate) fn net_change<'a>(
     change
 }
 
+/// What a sync feed receives.
+pub(crate) enum FeedEvent<'a> {
+    /// The view's entities after a commit (or its first result).
+    Entities(&'a Arc<Snapshot>),
+    /// The view ended: it could not be read or prepared again (after a schema change).
+    Ended(&'a crate::Error),
+}
+
 /// The sync server's feed of a view's entities (see `Consumer::SyncFeed`).
-pub(crate) type SyncFeed = Box<dyn FnMut(&Arc<Snapshot>) + Send>;
+pub(crate) type SyncFeed = Box<dyn FnMut(FeedEvent) + Send>;
 
 /// Where a subscription's results go.
 pub(crate) enum Sink {
@@ -93,7 +101,15 @@ impl Sink {
         match self {
             Sink::Channel(sink) => sink.post(latest),
             Sink::Callback(sink) => sink.post(latest, dispatcher),
-            Sink::Inline(feed) => (feed.lock())(&latest),
+            Sink::Inline(feed) => (feed.lock())(FeedEvent::Entities(&latest)),
+        }
+    }
+
+    /// Tells a sync feed its view ended (other consumers see their channel close, or simply
+    /// receive nothing more).
+    pub(crate) fn end(&self, error: &crate::Error) {
+        if let Sink::Inline(feed) = self {
+            (feed.lock())(FeedEvent::Ended(error));
         }
     }
 

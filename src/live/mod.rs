@@ -29,8 +29,8 @@ use crate::error::Result;
 use crate::query::{Executor, Prepared};
 use crate::schema::Schema;
 use crate::store::Backend;
-pub(crate) use delivery::SyncFeed;
 use delivery::{CallbackSink, ChannelSink, Dispatcher, Sink};
+pub(crate) use delivery::{FeedEvent, SyncFeed};
 use routes::{Routes, ViewId};
 use view::{Output, View};
 
@@ -127,12 +127,16 @@ impl LiveQueries {
     fn sweep(&self, registry: &mut Registry) {
         let released = std::mem::take(&mut *self.released.lock());
         for id in released {
-            self.remove(registry, id);
+            self.remove(registry, id, None);
         }
     }
 
-    fn remove(&self, registry: &mut Registry, id: ViewId) {
+    /// Removes a view: released by its handle, or failed (`error`, which its feed learns).
+    fn remove(&self, registry: &mut Registry, id: ViewId, error: Option<&crate::Error>) {
         if let Some(entry) = registry.views.remove(&id) {
+            if let Some(error) = error {
+                entry.sink.end(error);
+            }
             registry.routes.remove(id, &entry.view.deps);
             self.open.fetch_sub(1, Ordering::AcqRel);
             if entry.sink.callback().is_some() {
@@ -162,7 +166,7 @@ impl LiveQueries {
                 Ok(true) => self.publish(entry),
                 // A view that cannot be read any more (storage failing) ends; its consumer
                 // sees the channel close.
-                Err(_) => self.remove(&mut registry, id),
+                Err(e) => self.remove(&mut registry, id, Some(&e)),
             }
         }
     }
@@ -192,11 +196,11 @@ impl LiveQueries {
                     entry.view = view;
                     self.publish(entry);
                 }
-                Err(_) => failed.push(id),
+                Err(e) => failed.push((id, e)),
             }
         }
-        for id in failed {
-            self.remove(&mut registry, id);
+        for (id, error) in failed {
+            self.remove(&mut registry, id, Some(&error));
         }
     }
 

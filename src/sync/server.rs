@@ -17,7 +17,7 @@ use super::protocol::{
 };
 use crate::db::{Database, Session};
 use crate::error::Error;
-use crate::live::{Snapshot, Subscription};
+use crate::live::{FeedEvent, Snapshot, Subscription};
 use crate::query::Query;
 use crate::schema::{Schema, SchemaChange};
 
@@ -173,6 +173,19 @@ impl State {
             self.phase = Phase::Closed;
             self.outbox.extend(close_frames(close, message));
         }
+    }
+
+    /// Triplit's `QuerySyncError` for query `id`, with the error inside as metadata.
+    fn query_error(&mut self, id: &str, error: &Error) {
+        let inner = WireError::from(error);
+        let wrapper = WireError::new(
+            "QuerySyncError",
+            format!("An error occurred while syncing your query: {}", json!({"queryKey": id})),
+            inner.status,
+        )
+        .with_context(inner.message());
+        let metadata = json!({"queryKey": id, "innerError": inner.to_json()});
+        self.error(Some("CONNECT_QUERY"), &wrapper, Some(metadata));
     }
 
     /// Triplit checks expiry as messages pass, in both directions (it keeps no timer).
@@ -362,15 +375,7 @@ impl Connection {
 
     fn connect_query(&self, id: String, params: &Json, checkpoint: Option<Checkpoint>) {
         let query_error = |connection: &Connection, error: &Error| {
-            let inner = WireError::from(error);
-            let wrapper = WireError::new(
-                "QuerySyncError",
-                format!("An error occurred while syncing your query: {}", json!({"queryKey": id})),
-                inner.status,
-            )
-            .with_context(inner.message());
-            let metadata = json!({"queryKey": id, "innerError": inner.to_json()});
-            connection.state.lock().error(Some("CONNECT_QUERY"), &wrapper, Some(metadata));
+            connection.state.lock().query_error(&id, error);
         };
         let query = match Query::from_json(params) {
             Ok(query) => query,
@@ -388,9 +393,12 @@ impl Connection {
         };
         let me = self.me.clone();
         let feed_id = id.clone();
-        let feed = Box::new(move |snapshot: &Arc<Snapshot>| {
+        let feed = Box::new(move |event: FeedEvent| {
             if let Some(connection) = me.upgrade() {
-                connection.feed(&feed_id, generation, snapshot);
+                match event {
+                    FeedEvent::Entities(snapshot) => connection.feed(&feed_id, generation, snapshot),
+                    FeedEvent::Ended(error) => connection.feed_ended(&feed_id, generation, error),
+                }
             }
         });
         match self.server.db.subscribe_feed(Some(principal), &query, feed) {
@@ -483,6 +491,23 @@ impl Connection {
         if changed {
             self.wake();
         }
+    }
+
+    /// A query's view ended (its query no longer prepares against a new schema, or storage
+    /// failed): the client is told, as when the query is refused.
+    fn feed_ended(&self, id: &str, generation: u64, error: &Error) {
+        {
+            let mut state = self.state.lock();
+            let state = &mut *state;
+            if state.queries.get(id).is_none_or(|q| q.generation != generation) {
+                return;
+            }
+            if let Some(query) = state.queries.remove(id) {
+                state.entities.forget(&query);
+            }
+            state.query_error(id, error);
+        }
+        self.wake();
     }
 
     fn disconnect_query(&self, id: &str) {
