@@ -554,3 +554,25 @@ fn a_query_the_new_schema_rejects_ends_with_an_error_to_its_client() {
     let answers = alice.write(json!([todo("t1", "alice")]), json!([]));
     assert_eq!(sets(&answers.last().unwrap()["payload"], "todos"), vec!["t1"]);
 }
+
+#[test]
+fn over_the_network_a_stop_closes_every_socket_with_1001() {
+    use triplite::net::RunningServer;
+    let server = server();
+    let running = RunningServer::start(server.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let url = format!("ws://127.0.0.1:{}/?sync-schema=false&token={}", running.port(), user_token("alice", LATER));
+    let (mut socket, _) = tungstenite::connect(url).unwrap();
+    let ready: Json = serde_json::from_str(socket.read().unwrap().to_text().unwrap()).unwrap();
+    assert_eq!(ready["type"], "READY");
+    assert_eq!(server.connection_count(), 1);
+    running.stop().unwrap();
+    let closed = loop {
+        match socket.read() {
+            Ok(tungstenite::Message::Close(frame)) => break frame.map(|f| u16::from(f.code)),
+            Ok(_) => continue,
+            Err(e) => panic!("expected a close frame, got {e}"),
+        }
+    };
+    assert_eq!(closed, Some(1001));
+    assert_eq!(server.connection_count(), 0, "the engine forgot the connection");
+}

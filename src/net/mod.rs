@@ -27,6 +27,25 @@ fn now_ms() -> i64 {
 struct AppState {
     server: SyncServer,
     shutdown: watch::Receiver<bool>,
+    /// Open WebSockets: shutdown waits for them to close (axum stops tracking a connection
+    /// once it is upgraded).
+    sockets: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts one open WebSocket while alive.
+struct OpenSocket(Arc<std::sync::atomic::AtomicUsize>);
+
+impl OpenSocket {
+    fn new(count: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        OpenSocket(count.clone())
+    }
+}
+
+impl Drop for OpenSocket {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// Serves `server` on `listener` until `shutdown` completes. On shutdown the server stops
@@ -38,7 +57,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop, stopping) = watch::channel(false);
-    let state = AppState { server, shutdown: stopping };
+    let sockets = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let state = AppState { server, shutdown: stopping, sockets: sockets.clone() };
     let app = Router::new()
         .fallback(route)
         .layer(tower_http::cors::CorsLayer::very_permissive())
@@ -49,7 +69,13 @@ pub async fn serve(
             shutdown.await;
             let _ = stop.send(true);
         })
-        .await
+        .await?;
+    // Each socket sends its close frame and leaves the engine; give them a moment.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while sockets.load(std::sync::atomic::Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    Ok(())
 }
 
 /// A server running on its own thread (what the C ABI and tests start).
@@ -173,6 +199,7 @@ async fn route(State(state): State<AppState>, request: Request) -> Response {
 /// One WebSocket: frames in go to the engine; what the engine has for the client goes out
 /// whenever it says so (an answer, or data from someone else's commit).
 async fn connection(state: AppState, mut socket: WebSocket, params: HashMap<String, String>) {
+    let _open = OpenSocket::new(&state.sockets);
     let wake = Arc::new(Notify::new());
     let waker = wake.clone();
     let request = ConnectRequest { token: params.get("token").cloned(), schema_hash: params.get("schema").cloned() };
@@ -185,6 +212,11 @@ async fn connection(state: AppState, mut socket: WebSocket, params: HashMap<Stri
     };
     let mut shutdown = state.shutdown.clone();
     loop {
+        if *shutdown.borrow() {
+            let close = CloseFrame { code: 1001, reason: "server shutting down".into() };
+            let _ = socket.send(Message::Close(Some(close))).await;
+            break;
+        }
         if !send_all(&mut socket, connection.drain(now_ms())).await {
             break;
         }
@@ -204,11 +236,7 @@ async fn connection(state: AppState, mut socket: WebSocket, params: HashMap<Stri
                 Some(Ok(Message::Close(_)) | Err(_)) | None => break,
             },
             _ = wake.notified() => {}
-            _ = shutdown.changed() => {
-                let close = CloseFrame { code: 1001, reason: "server shutting down".into() };
-                let _ = socket.send(Message::Close(Some(close))).await;
-                break;
-            }
+            _ = shutdown.changed() => {}
         }
     }
     state.server.disconnect(&connection);
