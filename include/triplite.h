@@ -313,8 +313,9 @@ triplite_status triplite_session_fetch_by_id(const triplite_session *session,
  * (never the caller's), in commit order; a slow callback makes later results coalesce into
  * one, never blocks writers. A callback may call any function of this library, including
  * writes and `triplite_subscription_free` of its own subscription. `destroy` (may be NULL)
- * is called once with `user_data` after the last callback — also when subscribing fails — on
- * the delivery thread or the thread that frees the subscription, with no lock held.
+ * is called once with `user_data` after the last callback — also when subscribing fails: by
+ * `triplite_subscription_free` itself, or, when a callback frees its own subscription, on the
+ * delivery thread once that callback has returned.
  *
  * # Safety
  * `db` is NULL or live; `query_json` NULL or NUL-terminated; `user_data` usable from another

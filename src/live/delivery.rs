@@ -165,7 +165,8 @@ impl ChannelSink {
 
 /// A callback, called on the database's delivery thread.
 pub(crate) struct CallbackSink {
-    callback: Mutex<Box<dyn FnMut(LiveResult) + Send>>,
+    /// Taken out (and dropped) when the subscription closes.
+    callback: Mutex<Option<Box<dyn FnMut(LiveResult) + Send>>>,
     state: Mutex<CallbackState>,
     closed: AtomicBool,
 }
@@ -181,7 +182,7 @@ struct CallbackState {
 impl CallbackSink {
     pub(crate) fn new(callback: Box<dyn FnMut(LiveResult) + Send>) -> Arc<Self> {
         Arc::new(CallbackSink {
-            callback: Mutex::new(callback),
+            callback: Mutex::new(Some(callback)),
             state: Mutex::new(CallbackState::default()),
             closed: AtomicBool::new(false),
         })
@@ -197,14 +198,19 @@ impl CallbackSink {
     }
 
     /// No callback starts after this returns. Off the delivery thread it waits for a callback
-    /// under way; on it, the callback under way is the caller's own.
+    /// under way, then drops the callback here (its destructor runs on the closing thread);
+    /// on it, the callback under way is the caller's own, dropped once the sink is.
     pub(crate) fn close(&self, dispatcher: &Dispatcher) {
         if std::thread::current().id() == dispatcher.thread {
             self.closed.store(true, Ordering::Release);
-        } else {
-            let _running = self.callback.lock();
-            self.closed.store(true, Ordering::Release);
+            return;
         }
+        let callback = {
+            let mut slot = self.callback.lock();
+            self.closed.store(true, Ordering::Release);
+            slot.take()
+        };
+        drop(callback);
     }
 
     fn deliver(&self) {
@@ -217,10 +223,8 @@ impl CallbackSink {
             message
         };
         let Some(message) = message else { return };
-        let mut callback = self.callback.lock();
-        if self.closed.load(Ordering::Acquire) {
-            return;
-        }
+        let mut slot = self.callback.lock();
+        let Some(callback) = slot.as_mut().filter(|_| !self.closed.load(Ordering::Acquire)) else { return };
         // A panicking callback must not take the delivery thread (and every other
         // subscription) down with it.
         let _ = catch_unwind(AssertUnwindSafe(|| callback(message)));
