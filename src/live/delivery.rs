@@ -163,10 +163,13 @@ impl ChannelSink {
     }
 }
 
+/// A subscriber's callback.
+pub(crate) type ResultCallback = Box<dyn FnMut(LiveResult) + Send>;
+
 /// A callback, called on the database's delivery thread.
 pub(crate) struct CallbackSink {
     /// Taken out (and dropped) when the subscription closes.
-    callback: Mutex<Option<Box<dyn FnMut(LiveResult) + Send>>>,
+    callback: Mutex<Option<ResultCallback>>,
     state: Mutex<CallbackState>,
     closed: AtomicBool,
 }
@@ -180,7 +183,7 @@ struct CallbackState {
 }
 
 impl CallbackSink {
-    pub(crate) fn new(callback: Box<dyn FnMut(LiveResult) + Send>) -> Arc<Self> {
+    pub(crate) fn new(callback: ResultCallback) -> Arc<Self> {
         Arc::new(CallbackSink {
             callback: Mutex::new(Some(callback)),
             state: Mutex::new(CallbackState::default()),
