@@ -2,7 +2,7 @@
 
 use std::ffi::c_char;
 
-use serde_json::{Map, Value as Json, json};
+use serde_json::{Map, Value as Json};
 
 use super::{Failure, Outcome, guard, handle, json_arg, put_handle, put_json, release, text, triplite_status};
 use crate::db::{Database, Session};
@@ -519,15 +519,4 @@ pub unsafe extern "C" fn triplite_session_fetch_by_id(
 ) -> triplite_status {
     // SAFETY: forwarded contract.
     guard(out_err, || unsafe { fetch_by_id(session_actor(session), collection, id, out_json) })
-}
-
-/// The JSON a subscription callback receives.
-pub(super) fn live_result_json(result: &LiveResult) -> Json {
-    let list = |entities: &[std::sync::Arc<Json>]| Json::Array(entities.iter().map(|e| (**e).clone()).collect());
-    json!({
-        "results": list(&result.results),
-        "added": list(&result.change.added),
-        "removed": result.change.removed,
-        "updated": list(&result.change.updated),
-    })
 }

@@ -3,9 +3,11 @@
 use std::ffi::{CString, c_char, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use super::db::{Actor, db_actor, live_result_json, parse_query, session_actor, triplite_db, triplite_session};
+use serde_json::{Value as Json, json};
+
+use super::db::{Actor, db_actor, parse_query, session_actor, triplite_db, triplite_session};
 use super::{Failure, Outcome, guard, json_arg, put_handle, release, triplite_status};
-use crate::live::Subscription;
+use crate::live::{LiveResult, Subscription};
 
 /// A live query, released with `triplite_subscription_free`.
 pub struct triplite_subscription {
@@ -125,4 +127,15 @@ pub unsafe extern "C" fn triplite_session_subscribe(
 pub unsafe extern "C" fn triplite_subscription_free(sub: *mut triplite_subscription) {
     // SAFETY: forwarded contract.
     unsafe { release(sub) }
+}
+
+/// The JSON a subscription callback receives.
+fn live_result_json(result: &LiveResult) -> Json {
+    let list = |entities: &[std::sync::Arc<Json>]| Json::Array(entities.iter().map(|e| (**e).clone()).collect());
+    json!({
+        "results": list(&result.results),
+        "added": list(&result.change.added),
+        "removed": result.change.removed,
+        "updated": list(&result.change.updated),
+    })
 }

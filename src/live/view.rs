@@ -19,7 +19,7 @@ use serde_json::Value as Json;
 
 use crate::error::Result;
 use crate::permissions::Principal;
-use crate::query::{Condition, Executor, Op, Operand, OrderValues, Prepared, Query, compare_rows};
+use crate::query::{Condition, Executor, Op, Operand, OrderValues, Prepared, Query, compare_rows, exists_in};
 use crate::store::Document;
 use crate::value::sort_key;
 
@@ -56,8 +56,6 @@ pub(crate) struct Dependencies {
     pub root: String,
     /// Collections read through subqueries: `exists`, relation paths, order hops, includes.
     pub read_collections: BTreeSet<String>,
-    /// Whether the root's filters and order read nothing but the entity itself.
-    pub root_is_simple: bool,
     /// Collections the root's filters and order read (a subset of `read_collections`).
     pub filter_collections: BTreeSet<String>,
     /// Top-level `attribute = constant` filters: (path, key of the constant).
@@ -65,6 +63,11 @@ pub(crate) struct Dependencies {
 }
 
 impl Dependencies {
+    /// Whether the root's filters and order read nothing but the entity itself.
+    pub(crate) fn root_is_simple(&self) -> bool {
+        self.filter_collections.is_empty()
+    }
+
     pub(crate) fn of(query: &Prepared) -> Self {
         let mut filter_collections = BTreeSet::new();
         conditions_read(&query.filters, &mut filter_collections);
@@ -73,7 +76,6 @@ impl Dependencies {
                 query_reads(hop, &mut filter_collections);
             }
         }
-        let root_is_simple = filter_collections.is_empty();
         let mut read_collections = filter_collections.clone();
         for include in &query.include {
             query_reads(&include.query, &mut read_collections);
@@ -84,13 +86,7 @@ impl Dependencies {
         // an id or a name into as many as there are values.
         equalities.sort_by_key(|(_, value): &(Vec<String>, Json)| value.is_boolean() || value.is_null());
         let equalities = equalities.into_iter().map(|(path, value)| (path, sort_key(Some(&value)))).collect();
-        Dependencies {
-            root: query.collection.clone(),
-            read_collections,
-            root_is_simple,
-            filter_collections,
-            equalities,
-        }
+        Dependencies { root: query.collection.clone(), read_collections, filter_collections, equalities }
     }
 }
 
@@ -109,12 +105,8 @@ fn query_reads(query: &Prepared, out: &mut BTreeSet<String>) {
 }
 
 fn conditions_read(conditions: &[Condition], out: &mut BTreeSet<String>) {
-    for condition in conditions {
-        match condition {
-            Condition::All(inner) | Condition::Any(inner) => conditions_read(inner, out),
-            Condition::Exists(sub) => query_reads(sub, out),
-            Condition::Constant(_) | Condition::Compare { .. } => {}
-        }
+    for sub in exists_in(conditions) {
+        query_reads(sub, out);
     }
 }
 
@@ -219,7 +211,7 @@ impl View {
         let root_changes: Vec<&Change> = changes.iter().copied().filter(|c| c.collection == self.deps.root).collect();
         let others_changed = changes.iter().any(|c| c.collection != self.deps.root);
         let filters_read_changed = changes.iter().any(|c| self.deps.filter_collections.contains(&c.collection));
-        if !self.deps.root_is_simple && (filters_read_changed || !root_changes.is_empty()) {
+        if !self.deps.root_is_simple() && (filters_read_changed || !root_changes.is_empty()) {
             self.rerun(exec)?;
             return Ok(true);
         }
@@ -294,7 +286,7 @@ impl View {
 
     /// Reads the whole result again.
     pub(crate) fn rerun(&mut self, exec: &Executor) -> Result<()> {
-        let simple = self.deps.root_is_simple;
+        let simple = self.deps.root_is_simple();
         let mut rows = Vec::new();
         for (id, doc) in exec.root_rows(&self.query)? {
             let order = if simple { exec.order_values(&self.query, &doc)? } else { Vec::new() };

@@ -94,7 +94,7 @@ impl<'a> Executor<'a> {
         chain.push(doc);
         let mut subqueries: Vec<(&Prepared, Option<usize>)> =
             query.include.iter().map(|i| (&i.query, i.query.limit)).collect();
-        exists_in(&query.filters[..query.own_filters], &mut subqueries);
+        subqueries.extend(exists_in(&query.filters[..query.own_filters]).into_iter().map(|sub| (sub, None)));
         for (sub, limit) in subqueries {
             for (id, related) in self.rows(sub, &chain, false, limit)?.0 {
                 self.related_in(sub, &related, &chain, out)?;
@@ -322,11 +322,17 @@ impl<'a> Executor<'a> {
 }
 
 /// The `exists` subqueries among `conditions`, at any depth of `and`/`or`.
-fn exists_in<'q>(conditions: &'q [Condition], out: &mut Vec<(&'q Prepared, Option<usize>)>) {
+pub(crate) fn exists_in(conditions: &[Condition]) -> Vec<&Prepared> {
+    let mut out = Vec::new();
+    collect_exists(conditions, &mut out);
+    out
+}
+
+fn collect_exists<'q>(conditions: &'q [Condition], out: &mut Vec<&'q Prepared>) {
     for condition in conditions {
         match condition {
-            Condition::All(inner) | Condition::Any(inner) => exists_in(inner, out),
-            Condition::Exists(sub) => out.push((sub, None)),
+            Condition::All(inner) | Condition::Any(inner) => collect_exists(inner, out),
+            Condition::Exists(sub) => out.push(sub),
             Condition::Constant(_) | Condition::Compare { .. } => {}
         }
     }

@@ -15,6 +15,6 @@ pub use error::QueryErrorKind;
 pub use exec::Explain;
 pub use prepare::Variables;
 
-pub(crate) use exec::{Executor, OrderValues, compare_rows};
+pub(crate) use exec::{Executor, OrderValues, compare_rows, exists_in};
 pub(crate) use filter::lookup as lookup_path;
 pub(crate) use prepare::{Condition, Op, Operand, Prepared, Rules, prepare};

@@ -96,11 +96,7 @@ impl Entities {
 
     /// An entity the client holds but no query of this connection returns any more.
     fn release(&mut self, key: &Arc<str>) {
-        let Some(count) = self.refs.get_mut(key) else { return };
-        *count -= 1;
-        if *count == 0 {
-            self.refs.remove(key);
-            self.sent.remove(key);
+        if self.unref(key) {
             self.pending_sets.remove(key);
             self.pending_deletes.insert(key.clone());
         }
@@ -109,14 +105,20 @@ impl Entities {
     /// Forgets a query the client disconnected (no deletes: it keeps its cache).
     pub(crate) fn forget(&mut self, query: &QueryEntities) {
         for key in query.applied.keys() {
-            if let Some(count) = self.refs.get_mut(key) {
-                *count -= 1;
-                if *count == 0 {
-                    self.refs.remove(key);
-                    self.sent.remove(key);
-                }
-            }
+            self.unref(key);
         }
+    }
+
+    /// Drops one query's hold on an entity; true when no query holds it any more.
+    fn unref(&mut self, key: &Arc<str>) -> bool {
+        let Some(count) = self.refs.get_mut(key) else { return false };
+        *count -= 1;
+        if *count > 0 {
+            return false;
+        }
+        self.refs.remove(key);
+        self.sent.remove(key);
+        true
     }
 
     /// Sends an entity outside the queries' accounting (a checkpoint's refreshed entity).
