@@ -58,6 +58,10 @@ pub enum Error {
     #[error("WritePermissionError: {operation} of {collection}/{id} is not allowed for roles [{}]", roles.join(", "))]
     WritePermission { collection: String, id: String, operation: crate::permissions::Operation, roles: Vec<String> },
 
+    /// A request over one of the server's limits (queries per connection, …).
+    #[error("LimitExceededError: {0}")]
+    LimitExceeded(String),
+
     /// The SQLite backend failed.
     #[error("storage: {0}")]
     Storage(#[from] rusqlite::Error),
@@ -88,6 +92,7 @@ impl Error {
             Error::Query { kind, .. } => kind.name(),
             Error::Auth { kind, .. } => kind.name(),
             Error::WritePermission { .. } => "WritePermissionError",
+            Error::LimitExceeded(_) => "LimitExceededError",
             Error::Storage(_) | Error::Corrupt(_) | Error::Io(_) => "TriplitError",
         }
     }
@@ -99,6 +104,7 @@ impl Error {
             Error::WritePermission { .. } => 401,
             Error::NotFound { .. } => 404,
             Error::IncompatibleSchema(_) => 409,
+            Error::LimitExceeded(_) => 429,
             Error::Storage(_) | Error::Corrupt(_) | Error::Io(_) => 500,
             _ => 400,
         }

@@ -26,7 +26,7 @@ pub use auth::{AuthConfig, DevTokenKind, VerifiedToken, mint_dev_token};
 pub use db::{Database, DatabaseBuilder, Session, Transaction};
 pub use error::{Error, Result};
 pub use live::{LiveResult, ResultChange, Subscription};
-pub use query::{Direction, Explain, Filter, Query, Variables};
+pub use query::{Direction, Explain, Filter, Query, QueryLimits, Variables};
 pub use schema::{Schema, SchemaChange};
 pub use store::{Changes, Clock, Durability, Timestamp};
 pub use value::{Date, Value};

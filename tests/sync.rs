@@ -2,147 +2,17 @@
 //! bad frames (each answered with Triplit's ERROR or CLOSE while everyone else is served),
 //! and the HTTP API.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use common::engine::*;
 use serde_json::{Value as Json, json};
 use triplite::sync::http::{Body, Request};
 use triplite::sync::protocol::Outgoing;
-use triplite::sync::{ConnectRequest, Connection, Limits, SyncServer};
-use triplite::{Database, DevTokenKind, Schema, mint_dev_token};
-
-const SECRET: &str = "sync-tests-secret";
-const NOW: i64 = 1_800_000_000_000;
-
-fn schema() -> Json {
-    let own = json!({"filter": [["owner", "=", "$role.userId"]]});
-    json!({
-        "roles": {"user": {"match": {"sub": "$userId"}}},
-        "collections": {
-            "todos": {
-                "schema": {"type": "record", "properties": {
-                    "id": {"type": "string"}, "text": {"type": "string"}, "owner": {"type": "string"},
-                    "tags": {"type": "set", "items": {"type": "string"}, "config": {"optional": true}},
-                    "project_id": {"type": "string", "config": {"optional": true}}}},
-                "relationships": {"project": {"query": {"collectionName": "projects", "where": [["id", "=", "$1.project_id"]]}, "cardinality": "one"}},
-                "permissions": {"user": {"read": own, "insert": own, "update": own, "postUpdate": own, "delete": own}}
-            },
-            "projects": {
-                "schema": {"type": "record", "properties": {"id": {"type": "string"}, "name": {"type": "string"}}},
-                "permissions": {"user": {"read": {"filter": [true]}}}
-            }
-        }
-    })
-}
-
-fn server_with(limits: Limits) -> SyncServer {
-    let db = Database::builder()
-        .schema(Schema::from_json(&schema()).unwrap())
-        .client_id("server")
-        .jwt_secret(SECRET)
-        .open_in_memory()
-        .unwrap();
-    SyncServer::new(db, limits)
-}
-
-fn server() -> SyncServer {
-    server_with(Limits::default())
-}
-
-/// An HS256 user token (Triplit treats it as external, verified with JWT_SECRET).
-fn user_token(sub: &str, exp: i64) -> String {
-    let claims = json!({"sub": sub, "exp": exp});
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
-}
-
-const LATER: i64 = 4_000_000_000;
-
-/// A client driving one connection, counting wake-ups.
-struct Client {
-    connection: Arc<Connection>,
-    wakes: Arc<AtomicUsize>,
-}
-
-impl Client {
-    fn connect(server: &SyncServer, token: &str) -> Client {
-        Self::connect_with(server, ConnectRequest { token: Some(token.into()), schema_hash: None })
-    }
-
-    fn connect_with(server: &SyncServer, request: ConnectRequest) -> Client {
-        let wakes = Arc::new(AtomicUsize::new(0));
-        let counter = wakes.clone();
-        let connection = server
-            .connect(
-                &request,
-                Arc::new(move || {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                }),
-            )
-            .unwrap_or_else(|refusal| panic!("refused: {refusal:?}"));
-        Client { connection, wakes }
-    }
-
-    fn send(&self, message_type: &str, payload: Json) {
-        self.connection.receive(&json!({"type": message_type, "payload": payload}).to_string(), NOW);
-    }
-
-    /// Every message waiting, parsed.
-    fn take(&self) -> Vec<Json> {
-        self.take_at(NOW)
-    }
-
-    fn take_at(&self, now: i64) -> Vec<Json> {
-        self.connection
-            .drain(now)
-            .into_iter()
-            .map(|out| match out {
-                Outgoing::Text(text) => serde_json::from_str(&text).unwrap(),
-                Outgoing::Close { code, reason } => json!({"type": "SOCKET_CLOSE", "code": code, "reason": reason}),
-            })
-            .collect()
-    }
-
-    fn one(&self, message_type: &str) -> Json {
-        let messages = self.take();
-        let found: Vec<&Json> = messages.iter().filter(|m| m["type"] == message_type).collect();
-        assert_eq!(found.len(), 1, "one {message_type} in {messages:#?}");
-        found[0]["payload"].clone()
-    }
-
-    fn subscribe(&self, id: &str, params: Json) -> Json {
-        self.send("CONNECT_QUERY", json!({"id": id, "params": params}));
-        self.one("ENTITY_DATA")
-    }
-
-    fn write(&self, sets: Json, deletes: Json) -> Vec<Json> {
-        let changes = json!({"json": {"todos": {"sets": sets, "deletes": deletes}}, "meta": {"values": {"todos.sets": ["map"], "todos.deletes": ["set"]}, "v": 1}});
-        self.send("CHANGES", json!({"changes": changes}));
-        self.take()
-    }
-}
-
-fn sets(data: &Json, collection: &str) -> Vec<String> {
-    data["changes"]["json"][collection]["sets"]
-        .as_array()
-        .map(|s| s.iter().map(|pair| pair[0].as_str().unwrap().to_owned()).collect())
-        .unwrap_or_default()
-}
-
-fn deletes(data: &Json, collection: &str) -> Vec<String> {
-    data["changes"]["json"][collection]["deletes"]
-        .as_array()
-        .map(|s| s.iter().map(|id| id.as_str().unwrap().to_owned()).collect())
-        .unwrap_or_default()
-}
-
-fn todo(id: &str, owner: &str) -> Json {
-    json!([id, {"id": id, "text": format!("todo {id}"), "owner": owner}])
-}
+use triplite::sync::{ConnectRequest, Limits};
+use triplite::{DevTokenKind, Schema, mint_dev_token};
 
 #[test]
 fn ready_then_an_empty_answer_fulfils_a_query() {
@@ -268,11 +138,24 @@ fn denied_and_invalid_writes_get_triplit_errors_and_change_nothing() {
     let changes = json!({"json": {"nope": {"sets": [], "deletes": ["x"]}}});
     alice.send("CHANGES", json!({"changes": changes}));
     assert_eq!(alice.one("ERROR")["error"]["name"], "CollectionNotFoundError");
+    // An insert missing a required attribute is refused as over HTTP (it was stored before).
+    let answers =
+        alice.write(json!([["partial", {"id": "partial", "owner": "alice"}], todo("ok", "alice")]), json!([]));
+    let error = &answers[0]["payload"]["error"];
+    assert_eq!(error["name"], "DBSerializationError", "{answers:#?}");
+    assert!(error["message"].as_str().unwrap().contains("todos.text: required attribute is missing"), "{error:#}");
+    assert_eq!(server.database().fetch_by_id("todos", "partial").unwrap(), None);
+    assert_eq!(server.database().fetch_by_id("todos", "ok").unwrap(), None);
+    // A partial update of an existing entity is still a patch, and optional attributes may
+    // be left out of an insert.
+    alice.write(json!([todo("ok", "alice")]), json!([]));
+    assert_eq!(alice.write(json!([["ok", {"text": "edited"}]]), json!([]))[0]["type"], "CHANGES_ACK");
+    assert_eq!(server.database().fetch_by_id("todos", "ok").unwrap().unwrap()["text"], "edited");
 }
 
 #[test]
 fn bad_frames_get_errors_and_the_server_keeps_serving() {
-    let server = server_with(Limits { max_message_bytes: 4096 });
+    let server = server_with(Limits { max_message_bytes: 4096, ..Limits::default() });
     let alice = Client::connect(&server, &user_token("alice", LATER));
     let bob = Client::connect(&server, &user_token("bob", LATER));
     alice.take();
@@ -428,17 +311,6 @@ fn the_schema_handshake_checks_the_client_schema() {
     closed(&bob.take(), "SCHEMA_MISMATCH");
 }
 
-fn post<'a>(path: &'a str, authorization: &'a str, body: &'a str) -> Request<'a> {
-    Request { method: "POST", path, authorization: Some(authorization), body: body.as_bytes(), ..Request::default() }
-}
-
-fn json_body(body: Body) -> Json {
-    match body {
-        Body::Json(json) => json,
-        Body::Text(text) => panic!("expected JSON, got {text}"),
-    }
-}
-
 #[test]
 fn the_http_api_answers_as_triplit() {
     let server = server();
@@ -509,7 +381,7 @@ fn the_http_api_answers_as_triplit() {
     assert_eq!(json_body(basic.body)["name"], "InvalidAuthenticationSchemeError");
     let forged = server.handle_http(&post("/fetch", "Bearer a.b.c", "{}"));
     assert!(forged.status == 400 || forged.status == 401, "{forged:?}");
-    let small = server_with(Limits { max_message_bytes: 10 });
+    let small = server_with(Limits { max_message_bytes: 10, ..Limits::default() });
     assert_eq!(small.handle_http(&post("/fetch", &alice, &" ".repeat(11))).status, 413);
     let health = server.handle_http(&Request { method: "GET", path: "/healthcheck", ..Request::default() });
     assert_eq!(health.body, Body::Text("OK"));

@@ -427,7 +427,8 @@ impl Database {
         let query = Query::new(collection).filter("id", "in", Json::from(ids.to_vec()));
         let prepared = transaction::prepare_read(&query, schema.as_deref(), access, &Variables::new())?;
         let mut store = self.shared.store.lock();
-        crate::query::Executor::new(store.backend(), schema.as_deref()).root_rows(&prepared)
+        let limits = access.and_then(|a| a.limits);
+        crate::query::Executor::new(store.backend(), schema.as_deref()).metered(limits).root_rows(&prepared)
     }
 
     /// Runs a read without opening a write transaction.
@@ -477,7 +478,8 @@ impl Database {
         };
         // Without a schema there are no rules (as in Triplit).
         let bypass = service || schema.is_none();
-        Session::new(self.clone(), Arc::new(Principal { claims, roles, bypass }), expires_at)
+        let principal = Principal { claims, roles, bypass, service, limits: None };
+        Session::new(self.clone(), Arc::new(principal), expires_at)
     }
 }
 

@@ -8,7 +8,7 @@ use super::{Database, Subscriber, Transaction};
 use crate::error::Result;
 use crate::live::{Consumer, ExpandingSubscription, LiveResult, PagedSubscription, Subscription};
 use crate::permissions::{Principal, SessionRole};
-use crate::query::{Explain, Query, Variables};
+use crate::query::{Explain, Query, QueryLimits, Variables};
 
 /// The database as one token's holder sees it: reads return only what the schema's read rules
 /// let its roles see (in includes, `exists` and relation paths too), and writes commit only if
@@ -38,6 +38,20 @@ impl Session {
     /// Whether rules are skipped (a verified service token, or a schemaless database).
     pub fn bypasses_rules(&self) -> bool {
         self.access.bypass
+    }
+
+    /// Whether the session comes from a verified service (`secret`) token — decided by
+    /// verification alone: claims that merely say so (in a provider's token, or at its
+    /// claims path) never make a service session.
+    pub fn is_service(&self) -> bool {
+        self.access.service
+    }
+
+    /// The same session with every query it runs bounded by `limits` (reads, live queries and
+    /// the sync server's feeds): one over them fails with `QueryTooExpensiveError`.
+    pub fn with_query_limits(&self, limits: QueryLimits) -> Session {
+        let principal = Principal { limits: Some(limits), ..(*self.access).clone() };
+        Session { db: self.db.clone(), access: Arc::new(principal), expires_at: self.expires_at }
     }
 
     /// The token's `exp` (seconds since the Unix epoch), if it has one.

@@ -177,14 +177,20 @@ impl<'a> Transaction<'a> {
     pub fn fetch_with(&mut self, query: &Query, vars: &Variables) -> Result<Vec<Json>> {
         let schema = self.schema();
         let prepared = self.prepare_read(query, vars)?;
-        Executor::new(self.store.backend(), schema.as_deref()).fetch(&prepared)
+        self.reader(schema.as_deref()).fetch(&prepared)
     }
 
     /// Runs a query and reports the access path the planner chose and the rows it read.
     pub fn explain(&mut self, query: &Query) -> Result<Explain> {
         let schema = self.schema();
         let prepared = self.prepare_read(query, &Variables::new())?;
-        Executor::new(self.store.backend(), schema.as_deref()).explain(&prepared)
+        self.reader(schema.as_deref()).explain(&prepared)
+    }
+
+    /// An executor for this transaction's reads, bounded by the session's query limits.
+    fn reader<'s>(&'s mut self, schema: Option<&'s Schema>) -> Executor<'s> {
+        let limits = self.access.as_ref().and_then(|a| a.limits);
+        Executor::new(self.store.backend(), schema).metered(limits)
     }
 
     /// Whether a session's rules govern this transaction.
@@ -286,6 +292,13 @@ impl<'a> Transaction<'a> {
                     }
                     None => SetKind::Update,
                 };
+                // An insert that creates the entity must be whole, as through `insert`.
+                let creates = kind == SetKind::Insert && self.store.backend().read_doc(collection, id)?.is_none();
+                if let (true, Shape::Typed(def)) = (creates, &shape) {
+                    let complete = def.complete_encoded(collection, fields)?;
+                    self.store.apply_set(collection, id, &complete, ts, kind)?;
+                    continue;
+                }
                 self.store.apply_set(collection, id, fields, ts, kind)?;
             }
         }
@@ -312,6 +325,9 @@ pub(crate) fn prepare_read(
     access: Option<&Principal>,
     vars: &Variables,
 ) -> Result<crate::query::Prepared> {
+    if let Some(limits) = access.and_then(|a| a.limits) {
+        limits.check_shape(query)?;
+    }
     let rules = access.filter(|a| !a.bypass).map(|a| Rules { roles: &a.roles, operation: Operation::Read });
     prepare(query, schema, &session_vars(access, vars), rules)
 }

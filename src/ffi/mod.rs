@@ -83,7 +83,7 @@ impl From<Error> for Failure {
             Error::NotFound { .. } => TRIPLITE_NOT_FOUND,
             Error::WritePermission { .. } => TRIPLITE_PERMISSION,
             Error::Auth { .. } => TRIPLITE_AUTH,
-            Error::Query { .. } => TRIPLITE_QUERY,
+            Error::Query { .. } | Error::LimitExceeded(_) => TRIPLITE_QUERY,
             Error::Storage(_) | Error::Corrupt(_) | Error::Io(_) => TRIPLITE_STORAGE,
         };
         Failure { status, message: format!("{}: {error}", error.name()) }

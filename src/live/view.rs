@@ -168,8 +168,13 @@ impl View {
     pub(crate) fn new(source: Source, query: Prepared, output: Output, exec: &Executor) -> Result<Self> {
         let deps = Dependencies::of(&query);
         let mut view = View { source, query, deps, output, rows: Vec::new() };
-        view.rerun(exec)?;
+        view.rerun(&view.metered(exec))?;
         Ok(view)
+    }
+
+    /// Each evaluation is bounded by the subscriber's query limits, if it has any.
+    fn metered<'a>(&self, exec: &Executor<'a>) -> Executor<'a> {
+        exec.metered(self.source.access.as_ref().and_then(|a| a.limits))
     }
 
     pub(crate) fn output(&self) -> Output {
@@ -208,6 +213,7 @@ impl View {
     /// Brings the result up to date with one commit's changes (those routed here). Returns
     /// whether the result may have changed.
     pub(crate) fn apply(&mut self, exec: &Executor, changes: &[&Change]) -> Result<bool> {
+        let exec = &self.metered(exec);
         let root_changes: Vec<&Change> = changes.iter().copied().filter(|c| c.collection == self.deps.root).collect();
         let others_changed = changes.iter().any(|c| c.collection != self.deps.root);
         let filters_read_changed = changes.iter().any(|c| self.deps.filter_collections.contains(&c.collection));

@@ -54,6 +54,10 @@ pub(crate) struct Principal {
     pub roles: Vec<SessionRole>,
     /// Service tokens, and databases without a schema, skip every rule.
     pub bypass: bool,
+    /// A verified service (`secret`) token: only verification sets this, never a claim.
+    pub service: bool,
+    /// What one of this principal's queries may cost (none: unbounded).
+    pub limits: Option<crate::query::QueryLimits>,
 }
 
 /// Triplit's roles for schemas that define none.

@@ -30,6 +30,8 @@ pub enum QueryErrorKind {
     InvalidCardinality,
     /// The query is not a JSON object, or a field has the wrong JSON type.
     InvalidQuery,
+    /// The query is over the server's cost limits (filter size, nesting, rows, result size).
+    TooExpensive,
 }
 
 impl QueryErrorKind {
@@ -48,6 +50,7 @@ impl QueryErrorKind {
             QueryErrorKind::InvalidInclusion => "InvalidQueryInclusionError",
             QueryErrorKind::InvalidCardinality => "InvalidQueryCardinalityError",
             QueryErrorKind::InvalidQuery => "InvalidQueryError",
+            QueryErrorKind::TooExpensive => "QueryTooExpensiveError",
         }
     }
 }

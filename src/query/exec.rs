@@ -6,6 +6,7 @@ use std::cmp::Ordering;
 
 use serde_json::{Map, Value as Json};
 
+use super::cost::{Meter, QueryLimits};
 use super::filter::{compare, lookup, resolve};
 use super::plan::{Plan, plan};
 use super::prepare::{Condition, Op, Operand, Prepared};
@@ -31,6 +32,8 @@ pub(crate) struct Executor<'a> {
     pub backend: &'a dyn Backend,
     pub schema: Option<&'a Schema>,
     root_read: Cell<usize>,
+    /// The cost of this evaluation so far, when it is bounded.
+    meter: Option<Meter>,
 }
 
 pub(crate) type Row = (String, Document);
@@ -40,7 +43,13 @@ pub(crate) type OrderValues = Vec<Option<Json>>;
 
 impl<'a> Executor<'a> {
     pub(crate) fn new(backend: &'a dyn Backend, schema: Option<&'a Schema>) -> Self {
-        Executor { backend, schema, root_read: Cell::new(0) }
+        Executor { backend, schema, root_read: Cell::new(0), meter: None }
+    }
+
+    /// A fresh executor over the same storage whose evaluations stop with
+    /// `QueryTooExpensiveError` past `limits` (none: unbounded).
+    pub(crate) fn metered(&self, limits: Option<QueryLimits>) -> Executor<'a> {
+        Executor { meter: limits.map(Meter::new), ..Executor::new(self.backend, self.schema) }
     }
 
     /// Runs a query and returns its results in API form.
@@ -159,22 +168,29 @@ impl<'a> Executor<'a> {
         let mut rows = Vec::new();
         let mut failure = None;
         let needles = needles(&query.filters);
+        let mut visited = 0;
         let read = self.backend.scan(&query.collection, &plan.access, &needles, &mut |id, doc| {
-            match self.matches(&query.filters, doc, ancestors) {
+            visited += 1;
+            let decided = self.meter(|m| m.examined(1)).and_then(|()| {
                 // Preparation refuses cursors on relational order keys, so `after` needs only
                 // the entity itself.
-                Ok(true) if self.after_ok(query, doc) => rows.push((id.to_owned(), doc.clone())),
-                Ok(_) => {}
-                Err(e) => {
-                    failure = Some(e);
-                    return Ok(false);
+                if self.matches(&query.filters, doc, ancestors)? && self.after_ok(query, doc) {
+                    self.meter(|m| m.holds(doc))?;
+                    rows.push((id.to_owned(), doc.clone()));
                 }
+                Ok(())
+            });
+            if let Err(e) = decided {
+                failure = Some(e);
+                return Ok(false);
             }
             Ok(stop_at.is_none_or(|limit| rows.len() < limit))
         })?;
         if let Some(e) = failure {
             return Err(e);
         }
+        // Rows the scan skipped unparsed cost too.
+        self.meter(|m| m.examined(read.saturating_sub(visited)))?;
         if root {
             self.root_read.set(read);
         }
@@ -185,6 +201,10 @@ impl<'a> Executor<'a> {
             rows.truncate(limit);
         }
         Ok((rows, plan))
+    }
+
+    fn meter(&self, charge: impl FnOnce(&Meter) -> Result<()>) -> Result<()> {
+        self.meter.as_ref().map_or(Ok(()), charge)
     }
 
     /// Whether any entity matches (an `exists` subquery: only its filters count).

@@ -3,6 +3,7 @@
 //! live queries.
 
 mod ast;
+mod cost;
 mod error;
 mod exec;
 mod filter;
@@ -11,10 +12,12 @@ mod plan;
 mod prepare;
 
 pub use ast::{Direction, Filter, Include, Query};
+pub use cost::QueryLimits;
 pub use error::QueryErrorKind;
 pub use exec::Explain;
 pub use prepare::Variables;
 
+pub(crate) use cost::json_size;
 pub(crate) use exec::{Executor, OrderValues, compare_rows, exists_in};
 pub(crate) use filter::lookup as lookup_path;
 pub(crate) use prepare::{Condition, Op, Operand, Prepared, Rules, prepare};

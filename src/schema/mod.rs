@@ -277,6 +277,12 @@ impl Collection {
         Ok(encoded)
     }
 
+    /// An encoded entity a merge creates, completed: defaults filled in, required attributes
+    /// checked (see [`types::complete_encoded_record`]).
+    pub(crate) fn complete_encoded(&self, name: &str, fields: &Map<String, Json>) -> Result<Map<String, Json>> {
+        types::complete_encoded_record(&self.attributes, fields, &Site::root(name))
+    }
+
     /// Checks an encoded entity or partial from a merge.
     pub(crate) fn validate_encoded(&self, name: &str, fields: &Map<String, Json>) -> Result<()> {
         for (key, value) in fields {

@@ -563,6 +563,38 @@ pub(crate) fn encode_record(
     Ok(encoded)
 }
 
+/// Completes an encoded entity that a merge creates (a client's insert over sync): defaults
+/// fill missing attributes and required ones must be present, as for an insert through the
+/// API. The fields themselves were validated already.
+pub(crate) fn complete_encoded_record(
+    properties: &BTreeMap<String, DataType>,
+    fields: &Map<String, Json>,
+    site: &Site,
+) -> Result<Map<String, Json>> {
+    let mut complete = fields.clone();
+    for (key, ty) in properties {
+        let options = ty.options();
+        match (complete.get(key), ty) {
+            (Some(Json::Object(nested_fields)), DataType::Record { properties: nested, .. }) => {
+                let filled = complete_encoded_record(nested, nested_fields, &site.child(key))?;
+                complete.insert(key.clone(), Json::Object(filled));
+            }
+            (Some(_), _) => {}
+            (None, _) if options.default.is_some() => {
+                let default = options.default.as_ref().expect("checked").generate();
+                complete.insert(key.clone(), ty.encode(&default, &site.child(key))?);
+            }
+            (None, DataType::Record { properties: nested, .. }) if !options.optional && !options.nullable => {
+                let filled = complete_encoded_record(nested, &Map::new(), &site.child(key))?;
+                complete.insert(key.clone(), Json::Object(filled));
+            }
+            (None, _) if !options.optional && !options.nullable => return Err(site.child(key).missing()),
+            (None, _) => {}
+        }
+    }
+    Ok(complete)
+}
+
 /// Accepts ISO strings (normalised to JavaScript's form) and epoch milliseconds.
 fn encode_date(value: &Json) -> Option<Json> {
     let date = match value {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use serde_json::Value as Json;
 
 use crate::live::{Snapshot, split_entity_key};
+use crate::query::json_size;
 use crate::store::Changes;
 
 /// The entities of one subscribed query.
@@ -35,6 +36,8 @@ pub(crate) struct Entities {
     /// The version of each entity the client was last sent (or already had).
     sent: HashMap<Arc<str>, Arc<Json>>,
     pending_sets: BTreeMap<Arc<str>, Arc<Json>>,
+    /// About how many bytes `pending_sets` will take on the wire.
+    pending_bytes: usize,
     pending_deletes: BTreeSet<Arc<str>>,
     /// Collections an empty first answer must name.
     pending_collections: BTreeSet<String>,
@@ -71,7 +74,7 @@ impl Entities {
             if self.sent.get(key).is_none_or(|sent| !same(sent, doc)) {
                 self.sent.insert(key.clone(), doc.clone());
                 if !known.contains(key) {
-                    self.pending_sets.insert(key.clone(), doc.clone());
+                    self.stage(key.clone(), doc.clone());
                 }
             }
         }
@@ -97,7 +100,7 @@ impl Entities {
     /// An entity the client holds but no query of this connection returns any more.
     fn release(&mut self, key: &Arc<str>) {
         if self.unref(key) {
-            self.pending_sets.remove(key);
+            self.unstage(key);
             self.pending_deletes.insert(key.clone());
         }
     }
@@ -126,12 +129,25 @@ impl Entities {
         match doc {
             Some(doc) => {
                 self.pending_deletes.remove(&key);
-                self.pending_sets.insert(key, doc);
+                self.stage(key, doc);
             }
             None => {
-                self.pending_sets.remove(&key);
+                self.unstage(&key);
                 self.pending_deletes.insert(key);
             }
+        }
+    }
+
+    fn stage(&mut self, key: Arc<str>, doc: Arc<Json>) {
+        self.pending_bytes += key.len() + json_size(&doc);
+        if let Some(replaced) = self.pending_sets.insert(key, doc) {
+            self.pending_bytes = self.pending_bytes.saturating_sub(json_size(&replaced));
+        }
+    }
+
+    fn unstage(&mut self, key: &Arc<str>) {
+        if let Some(removed) = self.pending_sets.remove(key) {
+            self.pending_bytes = self.pending_bytes.saturating_sub(key.len() + json_size(&removed));
         }
     }
 
@@ -139,9 +155,15 @@ impl Entities {
         !self.for_queries.is_empty()
     }
 
+    /// About how many bytes the pending `ENTITY_DATA` will take.
+    pub(crate) fn pending_bytes(&self) -> usize {
+        self.pending_bytes + self.pending_deletes.iter().map(|key| key.len() + 3).sum::<usize>()
+    }
+
     /// Takes what is pending: the changes, the collections to name, and the query ids.
     pub(crate) fn take(&mut self) -> (Changes, Vec<String>, Vec<String>) {
         let mut changes = Changes::default();
+        self.pending_bytes = 0;
         for (key, doc) in std::mem::take(&mut self.pending_sets) {
             let (collection, id) = split_entity_key(&key);
             let fields = doc.as_object().cloned().unwrap_or_default();
@@ -157,44 +179,66 @@ impl Entities {
     }
 }
 
-/// Reassembles `CHUNK` messages.
+/// Reassembles `CHUNK` messages. Pieces are kept as they arrive (never a slot per declared
+/// piece), so what a message claims about itself costs nothing until its data arrives.
 #[derive(Default)]
 pub(crate) struct Chunks {
-    pieces: HashMap<String, Vec<Option<String>>>,
+    messages: HashMap<String, Pieces>,
+    /// Bytes of data held across every message in progress.
     bytes: usize,
+}
+
+struct Pieces {
+    total: usize,
+    data: BTreeMap<usize, String>,
+}
+
+/// What one connection's chunked messages may take.
+pub(crate) struct ChunkLimits {
+    /// Bytes held at once, across the messages in progress.
+    pub bytes: usize,
+    pub pieces_per_message: usize,
+    pub messages: usize,
 }
 
 impl Chunks {
     /// Adds a piece. Returns the whole message once every piece is in; an error when the
-    /// pieces disagree or exceed `limit` bytes in total (the partial message is dropped).
+    /// pieces disagree or a limit is passed (the partial message is dropped).
     pub(crate) fn add(
         &mut self,
         id: &str,
         index: usize,
         total: usize,
         data: String,
-        limit: usize,
+        limits: &ChunkLimits,
     ) -> Result<Option<String>, String> {
         if total == 0 || index >= total {
             self.drop_message(id);
             return Err(format!("chunk {index} of {total} is out of range"));
         }
-        if self.bytes + data.len() > limit {
+        if total > limits.pieces_per_message {
             self.drop_message(id);
-            return Err(format!("chunked message exceeds {limit} bytes"));
+            return Err(format!("a chunked message may have at most {} pieces", limits.pieces_per_message));
         }
-        let pieces = self.pieces.entry(id.to_owned()).or_insert_with(|| vec![None; total]);
-        if pieces.len() != total {
+        if !self.messages.contains_key(id) && self.messages.len() >= limits.messages {
+            return Err(format!("at most {} chunked messages may be in progress at once", limits.messages));
+        }
+        if self.bytes + data.len() > limits.bytes {
+            self.drop_message(id);
+            return Err(format!("chunked messages exceed {} bytes", limits.bytes));
+        }
+        let pieces = self.messages.entry(id.to_owned()).or_insert_with(|| Pieces { total, data: BTreeMap::new() });
+        if pieces.total != total {
             self.drop_message(id);
             return Err(format!("chunks of message '{id}' disagree on their total"));
         }
         self.bytes += data.len();
-        if let Some(replaced) = pieces[index].replace(data) {
+        if let Some(replaced) = pieces.data.insert(index, data) {
             self.bytes -= replaced.len();
         }
-        if pieces.iter().all(Option::is_some) {
-            let pieces = self.pieces.remove(id).expect("present");
-            let message: String = pieces.into_iter().flatten().collect();
+        if pieces.data.len() == total {
+            let pieces = self.messages.remove(id).expect("present");
+            let message: String = pieces.data.into_values().collect();
             self.bytes = self.bytes.saturating_sub(message.len());
             return Ok(Some(message));
         }
@@ -202,9 +246,26 @@ impl Chunks {
     }
 
     fn drop_message(&mut self, id: &str) {
-        if let Some(pieces) = self.pieces.remove(id) {
-            let size: usize = pieces.iter().flatten().map(String::len).sum();
+        if let Some(pieces) = self.messages.remove(id) {
+            let size: usize = pieces.data.values().map(String::len).sum();
             self.bytes = self.bytes.saturating_sub(size);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_declared_total_costs_nothing_and_is_refused() {
+        let limits = ChunkLimits { bytes: 1024, pieces_per_message: 10, messages: 2 };
+        let mut chunks = Chunks::default();
+        assert!(chunks.add("m", 0, usize::MAX, "x".into(), &limits).is_err());
+        assert!(chunks.add("m", 3, 10, "d".into(), &limits).unwrap().is_none());
+        assert!(chunks.add("n", 0, 2, "a".into(), &limits).unwrap().is_none());
+        assert!(chunks.add("o", 0, 2, "a".into(), &limits).unwrap_err().contains("at most 2"));
+        assert_eq!(chunks.add("n", 1, 2, "b".into(), &limits).unwrap().as_deref(), Some("ab"));
+        assert!(chunks.add("o", 0, 2, "a".repeat(2000), &limits).unwrap_err().contains("exceed"));
     }
 }

@@ -105,7 +105,7 @@ impl SyncServer {
             "update-token" => self.update_token_route(&session, &body),
             "delete-all" | "schema" | "override-schema" | "apply-changes" | "clear" | "stats" | "webhooks-get"
             | "webhooks-push" | "webhooks-clear" => {
-                if !is_service(&session) {
+                if !session.is_service() {
                     return Response::error(&WireError::new("ServiceKeyRequiredError", "Service token required.", 401));
                 }
                 self.admin(route, &session, &body)
@@ -133,7 +133,7 @@ impl SyncServer {
                 .with_context("Missing authorization token");
             return Err(Response::error(&error));
         }
-        self.database().session(token).map_err(Response::from)
+        self.session(token).map_err(Response::from)
     }
 
     fn fetch(&self, session: &Session, body: &Map<String, Json>) -> crate::Result<Response> {
@@ -202,11 +202,6 @@ impl SyncServer {
             _ => Response::ok(json!({})),
         })
     }
-}
-
-/// A verified token of type `secret` (a forged one never reaches here).
-fn is_service(session: &Session) -> bool {
-    session.claims().get(crate::auth::TOKEN_TYPE_CLAIM).and_then(Json::as_str) == Some("secret")
 }
 
 fn route_not_found(path: &str) -> Response {

@@ -4,7 +4,9 @@
 
 mod connection;
 pub mod http;
+mod limits;
 pub mod protocol;
 mod server;
 
-pub use server::{ConnectRequest, Connection, Limits, SyncServer};
+pub use limits::{Limits, SETTINGS as LIMIT_SETTINGS, Setting as LimitSetting};
+pub use server::{ConnectRequest, Connection, SyncServer};

@@ -287,6 +287,10 @@ pub enum CloseType {
     RolesMismatch,
     SchemaMismatch,
     InternalError,
+    /// Beyond Triplit: the token has as many connections open as the server allows.
+    TooManyConnections,
+    /// Beyond Triplit: the client did not read what it was sent (the backlog passed its limit).
+    Backlog,
 }
 
 impl CloseType {
@@ -297,7 +301,15 @@ impl CloseType {
             CloseType::RolesMismatch => "ROLES_MISMATCH",
             CloseType::SchemaMismatch => "SCHEMA_MISMATCH",
             CloseType::InternalError => "INTERNAL_ERROR",
+            CloseType::TooManyConnections => "TOO_MANY_CONNECTIONS",
+            CloseType::Backlog => "BACKLOG_LIMIT",
         }
+    }
+
+    /// Whether the client should reconnect: not for Triplit's own reasons (the token or the
+    /// schema must change first), but after a limit that a later attempt may be within.
+    pub fn retry(self) -> bool {
+        matches!(self, CloseType::TooManyConnections | CloseType::Backlog)
     }
 
     /// The WebSocket close code: 1011 for the server's own failures, 1008 (policy) otherwise.
@@ -320,11 +332,11 @@ pub enum Outgoing {
 /// `CLOSE {type, retry, message}` and the socket close that follows it; the reason is
 /// `{"type", "retry"}`, well under WebSocket's 123-byte limit.
 pub fn close_frames(close: CloseType, message: Option<&str>) -> Vec<Outgoing> {
-    let mut payload = json!({"type": close.as_str(), "retry": false});
+    let mut payload = json!({"type": close.as_str(), "retry": close.retry()});
     if let Some(message) = message {
         payload["message"] = json!(message);
     }
-    let reason = json!({"type": close.as_str(), "retry": false}).to_string();
+    let reason = json!({"type": close.as_str(), "retry": close.retry()}).to_string();
     vec![Outgoing::Text(frame("CLOSE", payload)), Outgoing::Close { code: close.code(), reason }]
 }
 

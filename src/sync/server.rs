@@ -10,7 +10,8 @@ use std::sync::{Arc, Weak};
 use parking_lot::Mutex;
 use serde_json::{Value as Json, json};
 
-use super::connection::{Chunks, Entities, QueryEntities};
+use super::connection::{ChunkLimits, Chunks, Entities, QueryEntities};
+use super::limits::Limits;
 use super::protocol::{
     Checkpoint, ClientMessage, CloseType, FrameError, Outgoing, WireError, close_frames, encode_changes, error_frame,
     frame,
@@ -20,20 +21,6 @@ use crate::error::Error;
 use crate::live::{FeedEvent, Snapshot, Subscription};
 use crate::query::Query;
 use crate::schema::{Schema, SchemaChange};
-
-/// Limits the server enforces.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// The largest message (a frame, or chunks reassembled) and HTTP body, in bytes.
-    pub max_message_bytes: usize,
-}
-
-impl Default for Limits {
-    /// Triplit's default `MAX_BODY_SIZE`: 100 MB.
-    fn default() -> Self {
-        Limits { max_message_bytes: 100 * 1024 * 1024 }
-    }
-}
 
 /// A Triplit-compatible sync server over one database. Cheap to clone.
 #[derive(Clone)]
@@ -49,6 +36,8 @@ pub(crate) struct ServerShared {
     pub limits: Limits,
     /// Client schema hashes found compatible (Triplit's compatibility list).
     compatible_schemas: Mutex<BTreeSet<String>>,
+    /// Open connections per token, for `max_connections_per_token`.
+    per_token: Mutex<HashMap<String, usize>>,
 }
 
 /// What a client asked for when it connected (the WebSocket URL's query parameters).
@@ -62,7 +51,12 @@ pub struct ConnectRequest {
 impl SyncServer {
     pub fn new(db: Database, limits: Limits) -> Self {
         SyncServer {
-            shared: Arc::new(ServerShared { db, limits, compatible_schemas: Mutex::default() }),
+            shared: Arc::new(ServerShared {
+                db,
+                limits,
+                compatible_schemas: Mutex::default(),
+                per_token: Mutex::default(),
+            }),
             connections: Arc::default(),
         }
     }
@@ -73,6 +67,11 @@ impl SyncServer {
 
     pub fn limits(&self) -> &Limits {
         &self.shared.limits
+    }
+
+    /// A session for a token, bounded by the server's query limits.
+    pub(crate) fn session(&self, token: &str) -> crate::Result<Session> {
+        self.shared.session(token)
     }
 
     /// How many clients are connected.
@@ -89,16 +88,23 @@ impl SyncServer {
         request: &ConnectRequest,
         notify: Arc<dyn Fn() + Send + Sync>,
     ) -> Result<Arc<Connection>, Vec<Outgoing>> {
-        let db = &self.shared.db;
-        let session = match request.token.as_deref().map(|token| db.session(token)) {
-            Some(Ok(session)) => session,
-            Some(Err(e)) => return Err(close_frames(CloseType::Unauthorized, Some(&WireError::from(&e).message()))),
+        let (session, token) = match request.token.as_deref().map(|token| (self.session(token), token)) {
+            Some((Ok(session), token)) => (session, token),
+            Some((Err(e), _)) => {
+                return Err(close_frames(CloseType::Unauthorized, Some(&WireError::from(&e).message())));
+            }
             None => return Err(close_frames(CloseType::Unauthorized, Some("No token provided."))),
         };
+        if !self.shared.count_token(token) {
+            let limit = self.shared.limits.max_connections_per_token;
+            let message = format!("At most {limit} connections may use the same token at once.");
+            return Err(close_frames(CloseType::TooManyConnections, Some(&message)));
+        }
         let client_id = uuid::Uuid::new_v4().to_string();
         let expires_at = session.expires_at();
         let connection = Arc::new_cyclic(|me| Connection {
             client_id: client_id.clone(),
+            token: token.to_owned(),
             server: self.shared.clone(),
             me: me.clone(),
             notify,
@@ -107,6 +113,7 @@ impl SyncServer {
                 expires_at,
                 phase: Phase::Ready,
                 outbox: Vec::new(),
+                outbox_bytes: 0,
                 entities: Entities::default(),
                 queries: HashMap::new(),
                 chunks: Chunks::default(),
@@ -122,7 +129,9 @@ impl SyncServer {
 
     /// Forgets a connection (its socket closed): its subscriptions end.
     pub fn disconnect(&self, connection: &Connection) {
-        self.connections.lock().remove(&connection.client_id);
+        if self.connections.lock().remove(&connection.client_id).is_some() {
+            self.shared.uncount_token(&connection.token);
+        }
         connection.end();
     }
 
@@ -135,6 +144,34 @@ impl SyncServer {
         connection.replace_token(session);
         connection.wake();
         Ok(())
+    }
+}
+
+impl ServerShared {
+    fn session(&self, token: &str) -> crate::Result<Session> {
+        Ok(self.db.session(token)?.with_query_limits(self.limits.query))
+    }
+
+    /// Counts a new connection with `token`; false when the token has as many as allowed.
+    fn count_token(&self, token: &str) -> bool {
+        let limit = self.limits.max_connections_per_token;
+        let mut counts = self.per_token.lock();
+        let count = counts.entry(token.to_owned()).or_default();
+        if limit != 0 && *count >= limit {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    fn uncount_token(&self, token: &str) {
+        let mut counts = self.per_token.lock();
+        if let Some(count) = counts.get_mut(token) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(token);
+            }
+        }
     }
 }
 
@@ -152,6 +189,7 @@ struct State {
     phase: Phase,
     /// Frames to send before any entity data.
     outbox: Vec<Outgoing>,
+    outbox_bytes: usize,
     entities: Entities,
     queries: HashMap<String, QueryEntities>,
     chunks: Chunks,
@@ -161,17 +199,39 @@ struct State {
 
 impl State {
     fn send(&mut self, message_type: &str, payload: Json) {
-        self.outbox.push(Outgoing::Text(frame(message_type, payload)));
+        self.push(Outgoing::Text(frame(message_type, payload)));
     }
 
     fn error(&mut self, message_type: Option<&str>, error: &WireError, metadata: Option<Json>) {
-        self.outbox.push(Outgoing::Text(error_frame(message_type, error, metadata)));
+        self.push(Outgoing::Text(error_frame(message_type, error, metadata)));
+    }
+
+    fn push(&mut self, outgoing: Outgoing) {
+        if let Outgoing::Text(text) = &outgoing {
+            self.outbox_bytes += text.len();
+        }
+        self.outbox.push(outgoing);
     }
 
     fn close(&mut self, close: CloseType, message: Option<&str>) {
         if self.phase != Phase::Closed {
             self.phase = Phase::Closed;
-            self.outbox.extend(close_frames(close, message));
+            for outgoing in close_frames(close, message) {
+                self.push(outgoing);
+            }
+        }
+    }
+
+    /// Closes a connection that owes its client more than `limit` bytes: a client that does
+    /// not read must not make the server hold an ever-growing backlog. What it was owed is
+    /// dropped; it resumes from its checkpoints when it reconnects.
+    fn check_backlog(&mut self, limit: usize) {
+        if self.phase != Phase::Closed && self.outbox_bytes + self.entities.pending_bytes() > limit {
+            self.entities = Entities::default();
+            self.outbox.clear();
+            self.outbox_bytes = 0;
+            let message = format!("The client did not read {limit} bytes of pending data; reconnect to resume.");
+            self.close(CloseType::Backlog, Some(&message));
         }
     }
 
@@ -200,6 +260,8 @@ impl State {
 /// One connected client.
 pub struct Connection {
     client_id: String,
+    /// The token it connected with (what `max_connections_per_token` counts).
+    token: String,
     server: Arc<ServerShared>,
     me: Weak<Connection>,
     notify: Arc<dyn Fn() + Send + Sync>,
@@ -247,9 +309,11 @@ impl Connection {
     pub fn drain(&self, now_ms: i64) -> Vec<Outgoing> {
         let mut state = self.state.lock();
         if state.expired(now_ms) {
+            state.outbox_bytes = 0;
             return std::mem::take(&mut state.outbox);
         }
         let mut out = std::mem::take(&mut state.outbox);
+        state.outbox_bytes = 0;
         if state.entities.has_pending() {
             let (changes, collections, for_queries) = state.entities.take();
             let names: Vec<&str> = collections.iter().map(String::as_str).collect();
@@ -265,6 +329,12 @@ impl Connection {
 
     /// Handles one text frame from the client; answers wait in [`Connection::drain`].
     pub fn receive(&self, text: &str, now_ms: i64) {
+        self.handle(text, now_ms);
+        let limit = self.server.limits.max_pending_output_bytes;
+        self.state.lock().check_backlog(limit);
+    }
+
+    fn handle(&self, text: &str, now_ms: i64) {
         {
             let mut state = self.state.lock();
             if state.expired(now_ms) {
@@ -303,7 +373,7 @@ impl Connection {
 
     fn dispatch(&self, message: ClientMessage, now_ms: i64) {
         match message {
-            ClientMessage::UpdateToken { token } => match self.server.db.session(&token) {
+            ClientMessage::UpdateToken { token } => match self.server.session(&token) {
                 Ok(session) => self.replace_token(&session),
                 Err(e) => self.state.lock().close(CloseType::Unauthorized, Some(&WireError::from(&e).message())),
             },
@@ -383,6 +453,12 @@ impl Connection {
         };
         let (generation, principal) = {
             let mut state = self.state.lock();
+            let limit = self.server.limits.max_queries_per_connection;
+            if state.queries.len() >= limit && !state.queries.contains_key(&id) {
+                drop(state);
+                let message = format!("a connection may subscribe at most {limit} queries at once");
+                return query_error(self, &Error::LimitExceeded(message));
+            }
             state.generation += 1;
             let generation = state.generation;
             let entry = QueryEntities { generation, ..QueryEntities::default() };
@@ -484,9 +560,14 @@ impl Connection {
         let changed = {
             let mut state = self.state.lock();
             let state = &mut *state;
+            if state.phase == Phase::Closed {
+                return;
+            }
             let Some(query) = state.queries.get_mut(id).filter(|q| q.generation == generation) else { return };
             query.latest = Some(snapshot.clone());
-            query.answered && state.entities.update(id, query, snapshot, &BTreeSet::new())
+            let changed = query.answered && state.entities.update(id, query, snapshot, &BTreeSet::new());
+            state.check_backlog(self.server.limits.max_pending_output_bytes);
+            changed
         };
         if changed {
             self.wake();
@@ -537,10 +618,15 @@ impl Connection {
     }
 
     fn chunk(&self, id: &str, index: usize, total: usize, data: String, now_ms: i64) {
-        let limit = self.server.limits.max_message_bytes;
-        let whole = self.state.lock().chunks.add(id, index, total, data, limit);
+        let limits = &self.server.limits;
+        let chunk_limits = ChunkLimits {
+            bytes: limits.max_message_bytes,
+            pieces_per_message: limits.max_chunks_per_message,
+            messages: limits.max_chunked_messages,
+        };
+        let whole = self.state.lock().chunks.add(id, index, total, data, &chunk_limits);
         match whole {
-            Ok(Some(message)) => self.receive(&message, now_ms),
+            Ok(Some(message)) => self.handle(&message, now_ms),
             Ok(None) => {}
             Err(problem) => {
                 let error =

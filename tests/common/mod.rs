@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)] // Each test file uses a different subset.
 
+pub mod engine;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
