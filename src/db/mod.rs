@@ -22,8 +22,8 @@ use crate::permissions::{Principal, default_roles, match_roles, normalize_claims
 use crate::query::{Explain, Filter, Query, Variables};
 use crate::schema::{Schema, SchemaChange};
 use crate::store::{
-    Access, Backend, Changes, Clock, Durability, HybridClock, MemoryBackend, SqliteBackend, Store, SystemClock,
-    Timestamp,
+    Access, Backend, Changes, Clock, Durability, HybridClock, MemoryBackend, Readers, SqliteBackend, Store,
+    SystemClock, Timestamp,
 };
 
 const META_SCHEMA: &str = "schema";
@@ -41,6 +41,11 @@ pub struct Database {
 
 struct Shared {
     store: Mutex<Store>,
+    /// Reader connections (a SQLite file): reads outside transactions use them, not `store`.
+    readers: Option<Readers>,
+    /// The reader live queries update through after a commit (a SQLite file). Its lock orders
+    /// those updates: taken while `store` is held, so in commit order, and released after.
+    live_reader: Option<Mutex<Store>>,
     schema: RwLock<Option<Arc<Schema>>>,
     clock: HybridClock,
     verifier: Verifier,
@@ -58,6 +63,7 @@ pub struct DatabaseBuilder {
     clock: Option<Arc<dyn Clock>>,
     durability: Durability,
     cache_mib: Option<u32>,
+    read_connections: Option<usize>,
     auth: AuthConfig,
 }
 
@@ -121,18 +127,39 @@ impl DatabaseBuilder {
         self
     }
 
+    /// How many connections a SQLite file gets for reads beside the writer's (default 2; 0
+    /// reads through the writer's connection): queries then run while a write commits, and
+    /// several at once. Each takes a quarter of the page cache.
+    pub fn read_connections(mut self, count: usize) -> Self {
+        self.read_connections = Some(count);
+        self
+    }
+
     /// Opens (creating if needed) a SQLite database file.
     pub fn open(self, path: impl AsRef<Path>) -> Result<Database> {
-        let backend = SqliteBackend::open(path.as_ref(), self.durability, self.cache_mib.unwrap_or(32))?;
-        self.build(Box::new(backend))
+        let path = path.as_ref();
+        let cache_mib = self.cache_mib.unwrap_or(32);
+        let backend = SqliteBackend::open(path, self.durability, cache_mib)?;
+        // `:memory:` names a new, empty database on every connection: no readers there.
+        let count = if path.as_os_str() == ":memory:" { 0 } else { self.read_connections.unwrap_or(2) };
+        let reader = || Ok(Store::new(Box::new(SqliteBackend::open_reader(path, (cache_mib / 4).max(1))?)));
+        let readers = (0..count).map(|_| reader()).collect::<Result<Vec<Store>>>()?;
+        let readers = (!readers.is_empty()).then(|| Readers::new(readers));
+        let live_reader = if count > 0 { Some(Mutex::new(reader()?)) } else { None };
+        self.build(Box::new(backend), readers, live_reader)
     }
 
     /// Opens a database that lives in memory only.
     pub fn open_in_memory(self) -> Result<Database> {
-        self.build(Box::new(MemoryBackend::default()))
+        self.build(Box::new(MemoryBackend::default()), None, None)
     }
 
-    fn build(self, mut backend: Box<dyn Backend>) -> Result<Database> {
+    fn build(
+        self,
+        mut backend: Box<dyn Backend>,
+        readers: Option<Readers>,
+        live_reader: Option<Mutex<Store>>,
+    ) -> Result<Database> {
         let verifier = Verifier::new(&self.auth)?;
         let client_id = match self.client_id {
             Some(id) => id,
@@ -165,6 +192,8 @@ impl DatabaseBuilder {
         let db = Database {
             shared: Arc::new(Shared {
                 store: Mutex::new(Store::new(backend)),
+                readers,
+                live_reader,
                 schema: RwLock::new(stored_schema),
                 clock,
                 verifier,
@@ -217,6 +246,7 @@ impl Database {
     /// otherwise [`Error::IncompatibleSchema`] carries it, and nothing changes.
     pub fn set_schema(&self, schema: Schema) -> Result<SchemaChange> {
         let mut store = self.shared.store.lock();
+        let _updates = self.shared.live_reader.as_ref().map(|reader| reader.lock());
         let mut schema_slot = self.shared.schema.write();
         let backend = store.backend();
         let change = SchemaChange::evaluate(schema_slot.as_deref(), &schema, &mut |collection, visit| {
@@ -278,19 +308,58 @@ impl Database {
         }
         guard.store.backend().commit()?;
         guard.armed = false;
-        if capture && !touched.is_empty() {
-            let backend = guard.store.backend();
-            let mut changes = Vec::with_capacity(touched.len());
-            for t in touched {
-                // The commit is durable: a failed read here must not report it as failed, so
-                // an unreadable entity reaches the live queries as deleted.
-                let after = backend.read_doc(&t.collection, &t.id).unwrap_or(None);
-                changes.push(Change { collection: t.collection, id: t.id, before: t.before, after });
-            }
-            self.shared.live.after_commit(backend, schema.as_deref(), changes);
+        drop(guard);
+        // Every write committed so far is stamped at or before this, and no other is (the
+        // next transaction starts only once the store is free).
+        let checkpoint = self.shared.clock.current();
+        if !(capture && !touched.is_empty()) {
+            self.committed(checkpoint);
+            return Ok(output);
         }
-        *self.shared.committed.lock() = Some(self.shared.clock.current());
+        let Some(live_reader) = &self.shared.live_reader else {
+            self.update_live(store.backend(), schema.as_deref(), touched);
+            self.committed(checkpoint);
+            return Ok(output);
+        };
+        // Live queries read this commit's state through their own reader connection, so the
+        // store is free for the next transaction (and readers) while they update. Their lock
+        // is taken before the store's is released: updates still run in commit order.
+        let mut reader = live_reader.lock();
+        let began = reader.backend().begin_read();
+        drop(store);
+        if let Err(e) = began {
+            // The commit is durable; live queries fall back to the writer's connection.
+            eprintln!("triplite: the live-query reader failed ({e}); reading through the writer");
+            drop(reader);
+            let mut store = self.shared.store.lock();
+            self.update_live(store.backend(), schema.as_deref(), touched);
+        } else {
+            self.update_live(reader.backend(), schema.as_deref(), touched);
+            reader.backend().end_read();
+        }
+        self.committed(checkpoint);
         Ok(output)
+    }
+
+    /// Hands a commit's changes, as `backend` now reads them, to the live queries.
+    fn update_live(&self, backend: &mut dyn Backend, schema: Option<&Schema>, touched: Vec<transaction::Touched>) {
+        let mut changes = Vec::with_capacity(touched.len());
+        for t in touched {
+            // The commit is durable: a failed read here must not report it as failed, so an
+            // unreadable entity reaches the live queries as deleted.
+            let after = backend.read_doc(&t.collection, &t.id).unwrap_or(None);
+            changes.push(Change { collection: t.collection, id: t.id, before: t.before, after });
+        }
+        self.shared.live.after_commit(backend, schema, changes);
+    }
+
+    /// Moves the sync checkpoint forward (commits' live updates may finish out of order with
+    /// commits that had none to make).
+    fn committed(&self, checkpoint: Timestamp) {
+        let mut committed = self.shared.committed.lock();
+        if committed.as_ref().is_none_or(|current| *current < checkpoint) {
+            *committed = Some(checkpoint);
+        }
     }
 
     /// Inserts one document; see [`Transaction::insert`].
@@ -385,6 +454,8 @@ impl Database {
         consumer: Consumer,
     ) -> Result<Subscription> {
         let mut store = self.shared.store.lock();
+        // No commit's live update is under way while the view opens (it reads the latest state).
+        let _updates = self.shared.live_reader.as_ref().map(|reader| reader.lock());
         // Prepared under the store lock, so a concurrent `set_schema` cannot leave this view
         // prepared for the old schema (it re-prepares only the views registered before it).
         let schema = self.schema();
@@ -442,9 +513,11 @@ impl Database {
         work: impl FnOnce(&mut Transaction) -> Result<R>,
     ) -> Result<R> {
         let schema = self.schema();
-        let mut store = self.shared.store.lock();
-        let mut tx = Transaction::new(&mut store, schema, &self.shared.clock, access);
-        work(&mut tx)
+        let read = |store: &mut Store| work(&mut Transaction::new(store, schema, &self.shared.clock, access));
+        match &self.shared.readers {
+            Some(readers) => readers.read(read),
+            None => read(&mut self.shared.store.lock()),
+        }
     }
 
     /// The database seen through a verified token: every read and write is checked against the

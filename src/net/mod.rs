@@ -172,21 +172,30 @@ async fn route(State(state): State<AppState>, request: Request) -> Response {
         }
     };
     let headers: &HeaderMap = &parts.headers;
-    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-    let request = http::Request {
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        query: parts.uri.query().unwrap_or(""),
-        authorization: text(header::AUTHORIZATION),
-        content_type: text(header::CONTENT_TYPE),
-        body: &bytes,
-    };
+    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (authorization, content_type) = (text(header::AUTHORIZATION), text(header::CONTENT_TYPE));
+    let (method, path, query) =
+        (parts.method.to_string(), parts.uri.path().to_owned(), parts.uri.query().map(str::to_owned));
+    // Queries and commits block: they run on the blocking pool, so one slow request never
+    // holds up the runtime's workers (and with them every socket and `/healthcheck`).
+    let server = state.server.clone();
+    let answered = tokio::task::spawn_blocking(move || {
+        let request = http::Request {
+            method: &method,
+            path: &path,
+            query: query.as_deref().unwrap_or(""),
+            authorization: authorization.as_deref(),
+            content_type: content_type.as_deref(),
+            body: &bytes,
+        };
+        server.handle_http(&request)
+    })
+    .await;
     // A bug must not take the connection down without an answer (Triplit answers 500 too).
-    let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| state.server.handle_http(&request)))
-        .unwrap_or_else(|_| {
-            let error = WireError::triplit("An unknown error occurred while handling the request");
-            http::Response { status: 500, body: Body::Json(error.to_json()) }
-        });
+    let answer = answered.unwrap_or_else(|_| {
+        let error = WireError::triplit("An unknown error occurred while handling the request");
+        http::Response { status: 500, body: Body::Json(error.to_json()) }
+    });
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     match answer.body {
         Body::Json(json) => {
@@ -223,12 +232,12 @@ async fn connection(state: AppState, mut socket: WebSocket, params: HashMap<Stri
         tokio::select! {
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Text(text))) => {
-                    if !receive(&connection, text.as_str(), &mut socket).await {
+                    if !receive(&connection, text.as_str().to_owned(), &mut socket).await {
                         break;
                     }
                 }
                 Some(Ok(Message::Binary(bytes))) => {
-                    if !receive(&connection, &String::from_utf8_lossy(&bytes), &mut socket).await {
+                    if !receive(&connection, String::from_utf8_lossy(&bytes).into_owned(), &mut socket).await {
                         break;
                     }
                 }
@@ -242,10 +251,12 @@ async fn connection(state: AppState, mut socket: WebSocket, params: HashMap<Stri
     state.server.disconnect(&connection);
 }
 
-/// Hands a frame to the engine. A bug in it closes this connection with `INTERNAL_ERROR`
-/// (1011) and leaves every other connection be; returns false then.
-async fn receive(connection: &Connection, frame: &str, socket: &mut WebSocket) -> bool {
-    let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| connection.receive(frame, now_ms())));
+/// Hands a frame to the engine, on the blocking pool (a frame may run queries or commit). A
+/// bug in it closes this connection with `INTERNAL_ERROR` (1011) and leaves every other
+/// connection be; returns false then.
+async fn receive(connection: &Arc<Connection>, frame: String, socket: &mut WebSocket) -> bool {
+    let engine = connection.clone();
+    let handled = tokio::task::spawn_blocking(move || engine.receive(&frame, now_ms())).await;
     if handled.is_err() {
         send_all(socket, close_frames(CloseType::InternalError, Some("internal error"))).await;
         return false;
@@ -253,19 +264,23 @@ async fn receive(connection: &Connection, frame: &str, socket: &mut WebSocket) -
     true
 }
 
-/// Sends frames; returns false once the socket is (or was just) closed.
+/// How long one frame may wait for a client to take it: a client that stops reading is cut
+/// off rather than holding its connection's task (and what the engine owes it) forever.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Sends frames; returns false once the socket is (or was just) closed, or the client has not
+/// read for [`SEND_TIMEOUT`].
 async fn send_all(socket: &mut WebSocket, frames: Vec<Outgoing>) -> bool {
     for outgoing in frames {
-        match outgoing {
-            Outgoing::Text(text) => {
-                if socket.send(Message::Text(text.into())).await.is_err() {
-                    return false;
-                }
-            }
+        let (message, last) = match outgoing {
+            Outgoing::Text(text) => (Message::Text(text.into()), false),
             Outgoing::Close { code, reason } => {
-                let _ = socket.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
-                return false;
+                (Message::Close(Some(CloseFrame { code, reason: reason.into() })), true)
             }
+        };
+        match tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await {
+            Ok(Ok(())) if !last => {}
+            _ => return false,
         }
     }
     true

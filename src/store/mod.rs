@@ -8,6 +8,7 @@
 mod changes;
 mod hlc;
 mod memory;
+mod readers;
 mod sqlite;
 mod state;
 
@@ -16,6 +17,7 @@ pub use hlc::{Clock, HybridClock, SystemClock, Timestamp};
 pub use sqlite::Durability;
 
 pub(crate) use memory::MemoryBackend;
+pub(crate) use readers::Readers;
 pub(crate) use sqlite::SqliteBackend;
 pub(crate) use state::SetKind;
 
@@ -176,6 +178,13 @@ pub(crate) trait Backend: Send {
     fn begin(&mut self) -> Result<()>;
     fn commit(&mut self) -> Result<()>;
     fn rollback(&mut self);
+
+    /// Starts a read that sees one committed state from its first statement to
+    /// [`Backend::end_read`] (a reader connection; the writer's reads need none).
+    fn begin_read(&mut self) -> Result<()> {
+        Ok(())
+    }
+    fn end_read(&mut self) {}
 
     fn read_state(&self, collection: &str, id: &str) -> Result<Option<EntityState>>;
     fn read_doc(&self, collection: &str, id: &str) -> Result<Option<Document>>;

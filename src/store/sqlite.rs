@@ -88,6 +88,9 @@ pub(crate) struct SqliteBackend {
     tables: RefCell<HashMap<String, Arc<TableSql>>>,
     /// Collection name → (columns, index name) of its secondary indexes.
     indexes: HashMap<String, Vec<(Vec<String>, String)>>,
+    /// A reader's view of the file's layout (`PRAGMA schema_version` when it last loaded the
+    /// registry): the writer may create tables and indexes meanwhile.
+    layout_seen: Option<i64>,
 }
 
 impl SqliteBackend {
@@ -97,16 +100,27 @@ impl SqliteBackend {
             std::fs::create_dir_all(dir)?;
         }
         let conn = Connection::open(path)?;
-        Self::configure(conn, durability, cache_mib)
-    }
-
-    fn configure(conn: Connection, durability: Durability, cache_mib: u32) -> Result<Self> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         let sync = match durability {
             Durability::Normal => "NORMAL",
             Durability::Full => "FULL",
         };
         conn.pragma_update(None, "synchronous", sync)?;
+        let mut backend = Self::configure(conn, cache_mib)?;
+        backend.migrate()?;
+        backend.load_indexes()?;
+        Ok(backend)
+    }
+
+    /// A second connection to a file the writer has opened, for reads only: in WAL mode it
+    /// reads a committed state while the writer commits, so queries need not wait for writes.
+    pub(crate) fn open_reader(path: &Path, cache_mib: u32) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "query_only", "ON")?;
+        Self::configure(conn, cache_mib)
+    }
+
+    fn configure(conn: Connection, cache_mib: u32) -> Result<Self> {
         conn.pragma_update(None, "foreign_keys", "OFF")?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         // The page cache (SQLite's default is 2 MiB; ours 32 MiB): large transactions otherwise
@@ -119,10 +133,7 @@ impl SqliteBackend {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.set_prepared_statement_cache_capacity(128);
         register_key_function(&conn)?;
-        let mut backend = SqliteBackend { conn, tables: RefCell::new(HashMap::new()), indexes: HashMap::new() };
-        backend.migrate()?;
-        backend.load_indexes()?;
-        Ok(backend)
+        Ok(SqliteBackend { conn, tables: RefCell::new(HashMap::new()), indexes: HashMap::new(), layout_seen: None })
     }
 
     fn load_indexes(&mut self) -> Result<()> {
@@ -305,6 +316,31 @@ impl Backend for SqliteBackend {
         if let Err(e) = self.load_indexes() {
             eprintln!("triplite: reloading the index registry after rollback failed: {e}");
             self.indexes.clear();
+        }
+    }
+
+    fn begin_read(&mut self) -> Result<()> {
+        self.conn.execute_batch("BEGIN")?;
+        // The first statement fixes the snapshot; the registry is reloaded from that same
+        // snapshot whenever the layout changed since the last read.
+        let layout = self.conn.pragma_query_value(None, "schema_version", |row| row.get::<_, i64>(0));
+        let fresh = layout.map_err(Error::from).and_then(|layout| {
+            if self.layout_seen != Some(layout) {
+                self.tables.borrow_mut().clear();
+                self.load_indexes()?;
+                self.layout_seen = Some(layout);
+            }
+            Ok(())
+        });
+        if fresh.is_err() {
+            self.end_read();
+        }
+        fresh
+    }
+
+    fn end_read(&mut self) {
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("COMMIT");
         }
     }
 
