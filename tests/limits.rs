@@ -217,3 +217,42 @@ fn a_client_that_never_reads_is_closed_once_it_owes_too_much() {
     assert!(messages.iter().all(|m| m["type"] != "ENTITY_DATA"), "what it was owed is dropped");
     assert!(!reader.connection.is_closed(), "a client that reads is served");
 }
+
+#[test]
+fn serve_takes_limits_from_the_environment_and_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_triplite"))
+            .args(["serve", "--storage", "memory"])
+            .args(args)
+            .env("JWT_SECRET", SECRET)
+            .env("HOST", "127.0.0.1")
+            .env("PORT", "0")
+            .env("MAX_QUERIES_PER_CONNECTION", "7")
+            .env("MAX_RESULT_SIZE", "3")
+            .current_dir(dir.path())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let refused = serve(&["--limit", "MAX_NOTHING=1"]).wait_with_output().unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown limit \\\"MAX_NOTHING\\\""));
+
+    let mut child = serve(&["--limit", "MAX_QUERIES_PER_CONNECTION=9", "--limit", "MAX_INCLUDE_DEPTH=2"]);
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+    let listening: Json = loop {
+        let line = lines.next().expect("a listening line").unwrap();
+        let json: Json = serde_json::from_str(&line).unwrap();
+        if json["msg"] == "listening" {
+            break json;
+        }
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let limits = &listening["limits"];
+    assert_eq!(limits["MAX_QUERIES_PER_CONNECTION"], 9, "the flag wins over the environment");
+    assert_eq!(limits["MAX_RESULT_SIZE"], 3);
+    assert_eq!(limits["MAX_INCLUDE_DEPTH"], 2);
+    assert_eq!(limits["MAX_BODY_SIZE"], 100, "defaults otherwise");
+}

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
-use triplite::sync::{Limits, SyncServer};
+use triplite::sync::{LIMIT_SETTINGS, Limits, SyncServer};
 use triplite::{Database, DevTokenKind, Durability, Schema, mint_dev_token};
 
 /// triplite: an embedded database with sync, drop-in compatible with Triplit.
@@ -34,6 +34,8 @@ enum Command {
         /// A Triplit JSON schema to start with.
         #[arg(long)]
         schema: Option<PathBuf>,
+        #[command(flatten)]
+        limits: LimitFlags,
     },
     /// A production sync server, configured like Triplit's server image: PORT (8080), HOST
     /// (0.0.0.0), JWT_SECRET (required), EXTERNAL_JWT_SECRET, PROJECT_ID, CLAIMS_PATH,
@@ -52,7 +54,39 @@ enum Command {
         /// SQLite's page cache, in MiB: a server keeps its memory small.
         #[arg(long, default_value_t = 8)]
         cache_mb: u32,
+        #[command(flatten)]
+        limits: LimitFlags,
     },
+}
+
+/// Limits on what one client can make the server do; each is also an environment variable
+/// of the same name (`TRIPLIT_`-prefixed for `dev`). The README lists them with defaults.
+#[derive(clap::Args)]
+struct LimitFlags {
+    /// NAME=VALUE, e.g. `--limit MAX_QUERIES_PER_CONNECTION=100` (repeatable; wins over the
+    /// environment): MAX_BODY_SIZE, MAX_CHUNKS_PER_MESSAGE, MAX_CHUNKED_MESSAGES,
+    /// MAX_QUERIES_PER_CONNECTION, MAX_CONNECTIONS_PER_TOKEN, MAX_PENDING_OUTPUT,
+    /// MAX_FILTER_TERMS, MAX_INCLUDE_DEPTH, MAX_ROWS_EXAMINED, MAX_RESULT_SIZE.
+    #[arg(long = "limit", value_name = "NAME=VALUE")]
+    settings: Vec<String>,
+}
+
+impl LimitFlags {
+    /// The defaults, then the environment (`var` looks a name up), then the flags.
+    fn limits(&self, var: impl Fn(&str) -> Option<String>) -> Result<Limits, String> {
+        let mut limits = Limits::default();
+        for setting in LIMIT_SETTINGS {
+            if let Some(value) = var(setting.name) {
+                limits.set(setting.name, &value)?;
+            }
+        }
+        for flag in &self.settings {
+            let (name, value) =
+                flag.split_once('=').ok_or_else(|| format!("--limit takes NAME=VALUE, not {flag:?}"))?;
+            limits.set(name.trim(), value)?;
+        }
+        Ok(limits)
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -76,7 +110,7 @@ struct Config {
     claims_path: Option<String>,
     database: Option<PathBuf>,
     schema: Option<PathBuf>,
-    max_body_mb: Option<usize>,
+    limits: Limits,
     durability: Durability,
     cache_mb: u32,
 }
@@ -84,7 +118,7 @@ struct Config {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Dev { port, host, storage, schema } => {
+        Command::Dev { port, host, storage, schema, limits } => {
             let dotenv = load_dotenv(Path::new(".env"));
             let var = |name: &str| {
                 let name = format!("TRIPLIT_{name}");
@@ -96,6 +130,13 @@ fn main() {
                     var("LOCAL_DATABASE_URL").unwrap_or_else(|| "./triplit/.data/triplite/app.db".into()),
                 )),
             };
+            let limits = match limits.limits(&var) {
+                Ok(limits) => limits,
+                Err(message) => {
+                    log("error", &message, json!({}));
+                    std::process::exit(1);
+                }
+            };
             let config = Config {
                 addr: SocketAddr::new(host, port),
                 jwt_secret: var("JWT_SECRET").unwrap_or_else(|| "jwt-key-for-development-only".into()),
@@ -104,14 +145,14 @@ fn main() {
                 claims_path: var("CLAIMS_PATH"),
                 database,
                 schema,
-                max_body_mb: var("MAX_BODY_SIZE").and_then(|v| v.parse().ok()),
+                limits,
                 durability: Durability::Normal,
                 cache_mb: 32,
             };
             run(config, true)
         }
-        Command::Serve { storage, schema, durability, cache_mb } => {
-            serve_config(storage, schema, durability, cache_mb).and_then(|c| run(c, false))
+        Command::Serve { storage, schema, durability, cache_mb, limits } => {
+            serve_config(storage, schema, durability, cache_mb, &limits).and_then(|c| run(c, false))
         }
     };
     if let Err(message) = result {
@@ -125,6 +166,7 @@ fn serve_config(
     schema: Option<PathBuf>,
     durability: CommitDurability,
     cache_mb: u32,
+    limits: &LimitFlags,
 ) -> Result<Config, String> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let port = match var("PORT") {
@@ -150,12 +192,7 @@ fn serve_config(
         claims_path: var("CLAIMS_PATH"),
         database,
         schema,
-        max_body_mb: match var("MAX_BODY_SIZE") {
-            Some(size) => {
-                Some(size.parse().map_err(|_| format!("MAX_BODY_SIZE must be a number of MB, not {size:?}"))?)
-            }
-            None => None,
-        },
+        limits: limits.limits(var)?,
         durability: match durability {
             CommitDurability::Normal => Durability::Normal,
             CommitDurability::Full => Durability::Full,
@@ -190,11 +227,9 @@ fn run(config: Config, dev: bool) -> Result<(), String> {
         None => builder.open_in_memory(),
     }
     .map_err(|e| e.to_string())?;
-    let mut limits = Limits::default();
-    if let Some(mb) = config.max_body_mb {
-        limits.max_message_bytes = mb * 1024 * 1024;
-    }
-    let server = SyncServer::new(db, limits);
+    let limits: serde_json::Map<String, serde_json::Value> =
+        LIMIT_SETTINGS.iter().map(|s| (s.name.to_owned(), json!(s.value(&config.limits)))).collect();
+    let server = SyncServer::new(db, config.limits);
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime.block_on(async {
         let listener =
@@ -215,7 +250,7 @@ fn run(config: Config, dev: bool) -> Result<(), String> {
             println!("  Service Token    {service}");
             println!("  Anonymous Token  {anon}");
         } else {
-            log("info", "listening", json!({"addr": addr.to_string(), "storage": storage}));
+            log("info", "listening", json!({"addr": addr.to_string(), "storage": storage, "limits": limits}));
         }
         triplite::net::serve(server, listener, shutdown_signal()).await.map_err(|e| e.to_string())?;
         log("info", "stopped", json!({}));
