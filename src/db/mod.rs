@@ -312,7 +312,10 @@ impl Database {
         // Every write committed so far is stamped at or before this, and no other is (the
         // next transaction starts only once the store is free).
         let checkpoint = self.shared.clock.current();
-        if !(capture && !touched.is_empty()) {
+        if !capture || touched.is_empty() {
+            // An earlier commit's live update may be under way: the checkpoint must not pass
+            // it before its data has reached the connections, so wait for it (same lock order).
+            let _updates = self.shared.live_reader.as_ref().map(|reader| reader.lock());
             self.committed(checkpoint);
             return Ok(output);
         }
