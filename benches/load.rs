@@ -28,6 +28,8 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let seconds =
         std::env::var("LOAD_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(if quick { 10 } else { 60 });
+    // Skips the load (to look at the attacks alone).
+    let attacks_only = std::env::var_os("LOAD_ATTACKS_ONLY").is_some();
     let _ = rlimit::increase_nofile_limit(8192);
     let dir = tempfile::tempdir().unwrap();
     let server = load::start_server(dir.path(), &[]);
@@ -43,7 +45,7 @@ fn main() {
         duration: Duration::from_secs(seconds),
     };
     println!("load: {work:?}");
-    let report = load::run(&server, &work);
+    let report = if attacks_only { load::Report::default() } else { load::run(&server, &work) };
     std::thread::sleep(Duration::from_secs(5));
     let after = wire::status_mb(pid, "VmRSS");
     println!(
@@ -91,8 +93,10 @@ fn main() {
         );
     };
     line("no attack", &baseline);
-    for (attack, samples) in load::attacks(server.port, each) {
+    for &attack in load::ATTACKS {
+        let samples = load::run_attack(attack, server.port, each);
         line(attack, &samples);
+        std::thread::sleep(Duration::from_secs(2));
+        println!("  server RSS 2 s after it: {:.0} MB", wire::status_mb(pid, "VmRSS"));
     }
-    println!("server RSS after the attacks: {:.0} MB", wire::status_mb(pid, "VmRSS"));
 }

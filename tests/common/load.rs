@@ -180,10 +180,12 @@ fn client(i: usize, port: u16, work: &Workload, barrier: &Barrier) -> Seen {
     if !seen.connected {
         return seen;
     }
-    // Short reads, so writers write on time; a read timeout leaves the socket usable.
-    let _ = socket.get_ref().set_read_timeout(Some(Duration::from_millis(20)));
     let writes_until = Instant::now() + work.duration;
     let writer = i < work.writers;
+    // Writers read in short waits, so they write on time (a read timeout leaves the socket
+    // usable); readers wait long, so a thousand idle threads do not spin the machine.
+    let wait = if writer { Duration::from_millis(20) } else { Duration::from_millis(500) };
+    let _ = socket.get_ref().set_read_timeout(Some(wait));
     // Writers start spread over one interval, not all at once.
     let mut next_write = Instant::now() + work.write_every.mul_f64((i as f64 / work.writers.max(1) as f64).fract());
     let mut sent_rooms = std::collections::VecDeque::new();
@@ -367,23 +369,18 @@ pub fn attack(name: &str, port: u16, stop: &AtomicBool) {
     }
 }
 
-/// Runs each attack for `each` while `/healthcheck` is probed; the sorted latencies per attack.
-pub fn attacks(port: u16, each: Duration) -> Vec<(&'static str, Vec<Duration>)> {
-    ATTACKS
-        .iter()
-        .map(|&name| {
-            let stop = Arc::new(AtomicBool::new(false));
-            let prober = probe_health(port, stop.clone());
-            let attacker = {
-                let stop = stop.clone();
-                std::thread::spawn(move || attack(name, port, &stop))
-            };
-            std::thread::sleep(each);
-            stop.store(true, Ordering::Relaxed);
-            let _ = attacker.join();
-            (name, prober.join().unwrap())
-        })
-        .collect()
+/// Runs one attack for `each` while `/healthcheck` is probed; the sorted latencies.
+pub fn run_attack(name: &'static str, port: u16, each: Duration) -> Vec<Duration> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let prober = probe_health(port, stop.clone());
+    let attacker = {
+        let stop = stop.clone();
+        std::thread::spawn(move || attack(name, port, &stop))
+    };
+    std::thread::sleep(each);
+    stop.store(true, Ordering::Relaxed);
+    let _ = attacker.join();
+    prober.join().unwrap()
 }
 
 /// The `p` quantile of sorted samples.

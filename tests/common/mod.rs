@@ -2,6 +2,9 @@
 #![allow(dead_code)] // Each test file uses a different subset.
 
 pub mod engine;
+pub mod load;
+pub mod proxy;
+pub mod wire;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
