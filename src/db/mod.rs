@@ -478,6 +478,11 @@ impl Database {
         self.subscribe_as(access, query, Consumer::SyncFeed(feed))
     }
 
+    #[cfg(test)]
+    pub(crate) fn live_queries(&self) -> &Arc<LiveQueries> {
+        &self.shared.live
+    }
+
     /// The clock as of the last finished commit: every change committed (and delivered to live
     /// queries) so far is stamped at or before it — a sync checkpoint.
     pub fn latest_timestamp(&self) -> Timestamp {

@@ -103,8 +103,7 @@ impl LiveQueries {
         };
         sink.post(first.clone(), self.dispatcher());
         let callback = sink.callback();
-        let mut registry = self.registry.lock();
-        self.sweep(&mut registry);
+        let mut registry = self.lock_registry();
         let id = registry.next_id;
         registry.next_id += 1;
         registry.routes.add(id, &view.deps);
@@ -113,13 +112,20 @@ impl LiveQueries {
         Ok(Subscription { id, live: self.clone(), receiver, callback })
     }
 
-    /// A subscription handle was dropped: its view goes now if the registry is free, else with
-    /// the next holder of its lock. Never blocks.
+    /// A subscription handle was dropped: its view goes now if the registry is free, else when
+    /// its holder lets it go. Never blocks.
     fn release(&self, id: ViewId) {
         self.released.lock().push(id);
-        if let Some(mut registry) = self.registry.try_lock() {
-            self.sweep(&mut registry);
+        if let Some(registry) = self.registry.try_lock() {
+            drop(Locked { live: self, registry: Some(registry) });
         }
+    }
+
+    /// The registry, swept of released views now and when it is let go.
+    fn lock_registry(&self) -> Locked<'_> {
+        let mut registry = self.registry.lock();
+        self.sweep(&mut registry);
+        Locked { live: self, registry: Some(registry) }
     }
 
     /// Removes the views of released handles. Entries holding a user's callback are dropped
@@ -147,8 +153,7 @@ impl LiveQueries {
 
     /// Updates the views one commit can affect and delivers the results that changed.
     pub(crate) fn after_commit(&self, backend: &dyn Backend, schema: Option<&Schema>, changes: Vec<Change>) {
-        let mut registry = self.registry.lock();
-        self.sweep(&mut registry);
+        let mut registry = self.lock_registry();
         let mut routed: BTreeMap<ViewId, Vec<&Change>> = BTreeMap::new();
         let mut candidates = BTreeSet::new();
         for change in &changes {
@@ -179,8 +184,7 @@ impl LiveQueries {
         schema: Option<&Schema>,
         prepare: &dyn Fn(&Source) -> Result<Prepared>,
     ) {
-        let mut registry = self.registry.lock();
-        self.sweep(&mut registry);
+        let mut registry = self.lock_registry();
         let exec = Executor::new(backend, schema);
         let mut failed = Vec::new();
         let ids: Vec<ViewId> = registry.views.keys().copied().collect();
@@ -209,6 +213,41 @@ impl LiveQueries {
         if latest != entry.published {
             entry.published = latest.clone();
             entry.sink.post(latest, self.dispatcher());
+        }
+    }
+}
+
+/// The locked registry. Letting it go sweeps released views, and again after unlocking while
+/// any are left: a handle dropped while the lock is held (a connection that left during a
+/// commit's update, or while another release swept) finds the lock taken and leaves its view
+/// to the holder — which, on a quiet server, may be the last one for a long time.
+struct Locked<'a> {
+    live: &'a LiveQueries,
+    registry: Option<parking_lot::MutexGuard<'a, Registry>>,
+}
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = Registry;
+    fn deref(&self) -> &Registry {
+        self.registry.as_ref().expect("held until drop")
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Registry {
+        self.registry.as_mut().expect("held until drop")
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        while let Some(mut registry) = self.registry.take() {
+            self.live.sweep(&mut registry);
+            drop(registry);
+            // A release that found the lock taken pushed its id before trying it: seen here.
+            if !self.live.released.lock().is_empty() {
+                self.registry = self.live.registry.try_lock();
+            }
         }
     }
 }
@@ -261,5 +300,24 @@ impl Drop for Subscription {
             sink.close(self.live.dispatcher());
         }
         self.live.release(self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Database, Query};
+
+    #[test]
+    fn a_view_released_while_the_registry_is_held_goes_when_the_holder_lets_go() {
+        let db = Database::in_memory().unwrap();
+        let live = db.live_queries().clone();
+        let subscriptions: Vec<_> = (0..3).map(|_| db.subscribe(&Query::new("todos")).unwrap()).collect();
+        let held = live.lock_registry();
+        // Dropped elsewhere while the lock is held: each release finds it taken.
+        std::thread::spawn(move || drop(subscriptions)).join().unwrap();
+        assert_eq!(held.views.len(), 3);
+        drop(held);
+        assert!(live.registry.lock().views.is_empty(), "no later commit is needed");
+        assert!(!live.is_active());
     }
 }
