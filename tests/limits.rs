@@ -127,15 +127,15 @@ fn a_wide_filter_or_deep_includes_are_refused_before_they_run() {
 
 #[test]
 fn rows_examined_and_result_bytes_are_metered_while_a_query_runs() {
-    let limits = QueryLimits { max_rows_examined: 500, max_result_bytes: 4096, ..QueryLimits::default() };
+    let limits = QueryLimits { max_rows_examined: 500, max_result_bytes: 8192, ..QueryLimits::default() };
     let server = server_with(Limits { query: limits, ..Limits::default() });
     seed(&server, 100);
     let service = service_bearer();
     let fetch = |query: Json| server.handle_http(&post("/fetch", &service, &json!({"query": query}).to_string()));
-    // 100 rows × ~60 bytes: over 4 KiB of results.
+    // 100 rows × ~350 bytes parsed: over 8 KiB of results.
     let all = fetch(json!({"collectionName": "todos"}));
     assert_eq!(all.status, 400);
-    assert!(json_body(all.body)["message"].as_str().unwrap().contains("4096 bytes"));
+    assert!(json_body(all.body)["message"].as_str().unwrap().contains("8192 bytes"));
     assert_eq!(fetch(json!({"collectionName": "todos", "limit": 10})).status, 200);
     // Every row of 100 reading every row again: 10,100 rows examined, few results.
     let quadratic = json!({"collectionName": "todos", "where": [

@@ -25,8 +25,8 @@ pub struct QueryLimits {
     pub max_include_depth: usize,
     /// Rows read from storage in one evaluation, subqueries and includes included.
     pub max_rows_examined: usize,
-    /// Bytes of documents one evaluation may hold (results, included rows, rows waiting to
-    /// be sorted), estimated from their JSON size.
+    /// Memory the documents of one evaluation may take (results, included rows, rows waiting
+    /// to be sorted), estimated from their parsed size.
     pub max_result_bytes: usize,
 }
 
@@ -137,20 +137,22 @@ impl Meter {
     }
 }
 
-/// About how many bytes a document takes as JSON text (keys, strings, and a few bytes per
-/// other value), without serializing it.
+/// About how much memory a parsed document takes: its text plus what each map entry, string
+/// and array costs on the heap (serde_json values are 32 bytes, map entries sit in B-tree
+/// nodes). Measured in memory, not as text, so a limit bounds what the server holds.
 fn object_size(doc: &Document) -> usize {
-    doc.iter().map(|(key, value)| key.len() + 4 + json_size(value)).sum::<usize>() + 2
+    doc.iter().map(|(key, value)| key.len() + 40 + json_size(value)).sum::<usize>() + 48
 }
 
-/// About how many bytes a JSON value takes as text.
+/// About how much memory a parsed JSON value takes (see `object_size`).
 pub(crate) fn json_size(value: &Json) -> usize {
+    const VALUE: usize = 32;
+    const HEAP: usize = 16;
     match value {
-        Json::Null | Json::Bool(_) => 5,
-        Json::Number(_) => 8,
-        Json::String(s) => s.len() + 2,
-        Json::Array(items) => items.iter().map(|item| json_size(item) + 1).sum::<usize>() + 2,
-        Json::Object(map) => object_size(map),
+        Json::Null | Json::Bool(_) | Json::Number(_) => VALUE,
+        Json::String(s) => VALUE + s.len() + HEAP,
+        Json::Array(items) => VALUE + HEAP + items.iter().map(json_size).sum::<usize>(),
+        Json::Object(map) => VALUE + object_size(map),
     }
 }
 
@@ -182,7 +184,7 @@ mod tests {
 
     #[test]
     fn meters_stop_at_their_limits() {
-        let meter = Meter::new(QueryLimits { max_rows_examined: 10, max_result_bytes: 100, ..QueryLimits::default() });
+        let meter = Meter::new(QueryLimits { max_rows_examined: 10, max_result_bytes: 300, ..QueryLimits::default() });
         assert!(meter.examined(10).is_ok());
         assert!(meter.examined(1).is_err());
         let doc = json!({"text": "x".repeat(60)}).as_object().unwrap().clone();

@@ -19,8 +19,8 @@ pub struct Limits {
     /// How many connections may be open with the same token at once (0: no limit). Apps that
     /// give every anonymous user one shared token should raise it.
     pub max_connections_per_token: usize,
-    /// Data a connection owes its client (answers and pending entities, in bytes) before a
-    /// client that does not read is closed.
+    /// Data a connection owes its client (answers as text, pending entities as the memory
+    /// they take) before a client that does not read is closed.
     pub max_pending_output_bytes: usize,
     /// What one query may cost, over HTTP and sync alike.
     pub query: QueryLimits,
@@ -118,7 +118,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "MAX_RESULT_SIZE",
         unit: "MB",
-        about: "documents one query evaluation may hold",
+        about: "memory the documents of one query evaluation may take",
         field: |l| &mut l.query.max_result_bytes,
     },
 ];
