@@ -10,6 +10,12 @@ use serde_json::json;
 use triplite::sync::{LIMIT_SETTINGS, Limits, SyncServer};
 use triplite::{Database, DevTokenKind, Durability, Schema, mint_dev_token};
 
+/// Returns freed memory to the system (see Cargo.toml): RSS falls back after a burst of
+/// clients or a large request instead of staying at its peak.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// triplite: an embedded database with sync, drop-in compatible with Triplit.
 #[derive(Parser)]
 #[command(name = "triplite", version, about, long_about = None)]
@@ -73,7 +79,7 @@ struct LimitFlags {
 
 impl LimitFlags {
     /// The defaults, then the environment (`var` looks a name up), then the flags.
-    fn limits(&self, var: impl Fn(&str) -> Option<String>) -> Result<Limits, String> {
+    fn limits(&self, var: &dyn Fn(&str) -> Option<String>) -> Result<Limits, String> {
         let mut limits = Limits::default();
         for setting in LIMIT_SETTINGS {
             if let Some(value) = var(setting.name) {
@@ -192,7 +198,7 @@ fn serve_config(
         claims_path: var("CLAIMS_PATH"),
         database,
         schema,
-        limits: limits.limits(var)?,
+        limits: limits.limits(&var)?,
         durability: match durability {
             CommitDurability::Normal => Durability::Normal,
             CommitDurability::Full => Durability::Full,
@@ -230,7 +236,7 @@ fn run(config: Config, dev: bool) -> Result<(), String> {
     let limits: serde_json::Map<String, serde_json::Value> =
         LIMIT_SETTINGS.iter().map(|s| (s.name.to_owned(), json!(s.value(&config.limits)))).collect();
     let server = SyncServer::new(db, config.limits);
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let runtime = triplite::net::runtime(None).map_err(|e| e.to_string())?;
     runtime.block_on(async {
         let listener =
             tokio::net::TcpListener::bind(config.addr).await.map_err(|e| format!("binding {}: {e}", config.addr))?;

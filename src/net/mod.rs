@@ -19,6 +19,9 @@ use crate::sync::http::{self, Body};
 use crate::sync::protocol::{CloseType, Outgoing, WireError, close_frames};
 use crate::sync::{ConnectRequest, Connection, SyncServer};
 
+/// The read buffer each WebSocket starts with.
+const READ_BUFFER_BYTES: usize = 8 * 1024;
+
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
 }
@@ -78,6 +81,25 @@ pub async fn serve(
     Ok(())
 }
 
+/// Threads that run requests and frames (queries, commits): more could not run at once, as
+/// reads have a few connections and writes one; requests beyond them wait their turn.
+const BLOCKING_THREADS: usize = 32;
+
+/// The runtime a server runs on: `workers` async workers (default: one per core) and a
+/// bounded pool for the engine's blocking work, whose idle threads (and the memory they hold)
+/// go after a few seconds.
+pub fn runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = workers {
+        builder.worker_threads(workers);
+    }
+    builder
+        .max_blocking_threads(BLOCKING_THREADS)
+        .thread_keep_alive(std::time::Duration::from_secs(3))
+        .enable_all()
+        .build()
+}
+
 /// A server running on its own thread (what the C ABI and tests start).
 pub struct RunningServer {
     addr: SocketAddr,
@@ -92,7 +114,7 @@ impl RunningServer {
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let runtime = runtime(Some(2))?;
         let thread = std::thread::Builder::new().name("triplite-server".into()).spawn(move || {
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener)?;
@@ -148,6 +170,9 @@ async fn route(State(state): State<AppState>, request: Request) -> Response {
                 upgrade
                     .max_message_size(limit)
                     .max_frame_size(limit)
+                    // tungstenite's default reserves 128 KiB per socket up front; frames grow
+                    // the buffer as they need, so an idle connection costs little.
+                    .read_buffer_size(READ_BUFFER_BYTES)
                     .on_upgrade(move |socket| connection(state, socket, params))
             }
             Err(rejection) => rejection.into_response(),
@@ -171,6 +196,11 @@ async fn route(State(state): State<AppState>, request: Request) -> Response {
                 .into_response();
         }
     };
+    if parts.uri.path() == "/healthcheck" {
+        // Answered here, never queued behind requests waiting for the database.
+        let request = http::Request { method: parts.method.as_str(), path: "/healthcheck", ..Default::default() };
+        return respond(state.server.handle_http(&request));
+    }
     let headers: &HeaderMap = &parts.headers;
     let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let (authorization, content_type) = (text(header::AUTHORIZATION), text(header::CONTENT_TYPE));
@@ -196,6 +226,10 @@ async fn route(State(state): State<AppState>, request: Request) -> Response {
         let error = WireError::triplit("An unknown error occurred while handling the request");
         http::Response { status: 500, body: Body::Json(error.to_json()) }
     });
+    respond(answer)
+}
+
+fn respond(answer: http::Response) -> Response {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     match answer.body {
         Body::Json(json) => {
