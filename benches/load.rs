@@ -21,6 +21,20 @@ use std::time::Duration;
 
 use load::{Workload, quantile};
 
+/// VmRSS, with how much of it is the process's own memory and how much the database file's
+/// pages mapped in (reclaimable by the system).
+fn rss(pid: u32) -> String {
+    let mb = |field| wire::status_mb(pid, field);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let threads = status.lines().find_map(|l| l.strip_prefix("Threads:")).unwrap_or("?").trim().to_owned();
+    format!(
+        "{:.0} MB ({:.0} MB anonymous, {:.0} MB file-backed; {threads} threads)",
+        mb("VmRSS"),
+        mb("RssAnon"),
+        mb("RssFile")
+    )
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return; // `cargo test --benches` and listing: nothing to run.
@@ -47,7 +61,9 @@ fn main() {
     println!("load: {work:?}");
     let report = if attacks_only { load::Report::default() } else { load::run(&server, &work) };
     std::thread::sleep(Duration::from_secs(5));
-    let after = wire::status_mb(pid, "VmRSS");
+    let soon_after = rss(pid);
+    std::thread::sleep(Duration::from_secs(10));
+    let after = rss(pid);
     println!(
         "load: {} clients, {} writes acked, {}/{} deliveries, {} errors",
         report.connected,
@@ -71,7 +87,7 @@ fn main() {
     };
     let peak = report.rss.iter().map(|(_, mb)| *mb).fold(0.0, f64::max);
     println!(
-        "server RSS: {before:.0} MB idle, {:.0} MB at 25% of the run, {:.0} MB at 50%, {:.0} MB at 95%, peak {peak:.0} MB, {after:.0} MB 5 s after the clients left",
+        "server RSS: {before:.0} MB idle, {:.0} MB at 25% of the run, {:.0} MB at 50%, {:.0} MB at 95%, peak {peak:.0} MB; {soon_after} 5 s after the clients left, {after} 15 s after",
         at(0.25),
         at(0.5),
         at(0.95)
@@ -97,6 +113,6 @@ fn main() {
         let samples = load::run_attack(attack, server.port, each);
         line(attack, &samples);
         std::thread::sleep(Duration::from_secs(2));
-        println!("  server RSS 2 s after it: {:.0} MB", wire::status_mb(pid, "VmRSS"));
+        println!("  server RSS 2 s after it: {}", rss(pid));
     }
 }

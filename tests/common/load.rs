@@ -3,7 +3,7 @@
 //! `tests/load.rs` (a short run on the debug build) and `benches/load.rs` (release, longer).
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -99,10 +99,15 @@ fn latest_query() -> Json {
 
 /// Runs `work` against `server`: every client subscribes to its room (every
 /// `latest_every`-th also to the latest messages of all rooms), all start together, writers write for the duration,
-/// then everyone reads until quiet. The server's RSS is sampled throughout.
+/// then everyone reads until it has every write to its room that was acknowledged (or a
+/// minute has passed: an error). The server's RSS is sampled throughout.
 pub fn run(server: &ServeProcess, work: &Workload) -> Report {
     let start = Instant::now();
     let barrier = Arc::new(Barrier::new(work.clients + 1));
+    let tally = Arc::new(Tally {
+        acked: (0..work.rooms).map(|_| AtomicUsize::new(0)).collect(),
+        writers_done: AtomicUsize::new(0),
+    });
     let sampling = Arc::new(AtomicBool::new(true));
     let rss = Arc::new(Mutex::new(Vec::new()));
     let sampler = {
@@ -116,10 +121,10 @@ pub fn run(server: &ServeProcess, work: &Workload) -> Report {
     };
     let handles: Vec<_> = (0..work.clients)
         .map(|i| {
-            let (barrier, work, port) = (barrier.clone(), work.clone(), server.port);
+            let (barrier, tally, work, port) = (barrier.clone(), tally.clone(), work.clone(), server.port);
             std::thread::Builder::new()
                 .stack_size(256 * 1024)
-                .spawn(move || client(i, port, &work, &barrier))
+                .spawn(move || client(i, port, &work, &barrier, &tally))
                 .expect("a client thread")
         })
         .collect();
@@ -142,7 +147,14 @@ pub fn run(server: &ServeProcess, work: &Workload) -> Report {
     report
 }
 
-fn client(i: usize, port: u16, work: &Workload, barrier: &Barrier) -> Seen {
+/// What writers tell readers: how many writes to each room were acknowledged, and how many
+/// writers have all their answers.
+struct Tally {
+    acked: Vec<AtomicUsize>,
+    writers_done: AtomicUsize,
+}
+
+fn client(i: usize, port: u16, work: &Workload, barrier: &Barrier, tally: &Tally) -> Seen {
     let mut seen = Seen::default();
     let room = i % work.rooms;
     let Some(mut socket) = ws_connect(port, &user_token(&format!("user-{i}"))) else {
@@ -190,8 +202,9 @@ fn client(i: usize, port: u16, work: &Workload, barrier: &Barrier) -> Seen {
     let mut next_write = Instant::now() + work.write_every.mul_f64((i as f64 / work.writers.max(1) as f64).fract());
     let mut sent_rooms = std::collections::VecDeque::new();
     let mut known = HashSet::new();
-    let mut last_message = Instant::now();
     let mut written = 0;
+    let mut delivered_here = 0;
+    let mut done_writing = !writer;
     loop {
         let now = Instant::now();
         if writer && now < writes_until && now >= next_write {
@@ -206,12 +219,20 @@ fn client(i: usize, port: u16, work: &Workload, barrier: &Barrier) -> Seen {
             written += 1;
             next_write += work.write_every;
         }
-        let quiet = now.duration_since(last_message) > Duration::from_secs(5);
-        if now >= writes_until && sent_rooms.is_empty() && quiet {
+        if writer && !done_writing && now >= writes_until && sent_rooms.is_empty() {
+            done_writing = true;
+            tally.writers_done.fetch_add(1, Ordering::SeqCst);
+        }
+        let all_written = tally.writers_done.load(Ordering::SeqCst) == work.writers.min(work.clients);
+        if done_writing && all_written && delivered_here >= tally.acked[room].load(Ordering::SeqCst) {
             break;
         }
         if now > writes_until + Duration::from_secs(60) {
-            seen.errors.push(format!("client {i}: still owed {} acks 60 s after writes stopped", sent_rooms.len()));
+            let owed = tally.acked[room].load(Ordering::SeqCst).saturating_sub(delivered_here);
+            seen.errors.push(format!(
+                "client {i}: 60 s after writes stopped, still owed {} acks and {owed} deliveries",
+                sent_rooms.len()
+            ));
             break;
         }
         let message = match socket.read() {
@@ -231,9 +252,13 @@ fn client(i: usize, port: u16, work: &Workload, barrier: &Barrier) -> Seen {
                 break;
             }
         };
-        last_message = Instant::now();
         match message["type"].as_str() {
-            Some("CHANGES_ACK") => seen.acked_rooms.extend(sent_rooms.pop_front()),
+            Some("CHANGES_ACK") => {
+                if let Some(room) = sent_rooms.pop_front() {
+                    tally.acked[room].fetch_add(1, Ordering::SeqCst);
+                    seen.acked_rooms.push(room);
+                }
+            }
             Some("ENTITY_DATA") => {
                 let received = now_us();
                 let sets = message["payload"]["changes"]["json"]["messages"]["sets"].as_array().cloned();
@@ -242,6 +267,7 @@ fn client(i: usize, port: u16, work: &Workload, barrier: &Barrier) -> Seen {
                     let mine = entity["room"] == format!("r{room}");
                     if mine && known.insert(pair[0].as_str().unwrap_or_default().to_owned()) {
                         seen.delivered += 1;
+                        delivered_here += 1;
                         let sent = entity["sent_us"].as_u64().unwrap_or(received);
                         seen.latencies.push(Duration::from_micros(received.saturating_sub(sent)));
                     }
@@ -249,6 +275,10 @@ fn client(i: usize, port: u16, work: &Workload, barrier: &Barrier) -> Seen {
             }
             _ => seen.errors.push(format!("client {i}: unexpected {message}")),
         }
+    }
+    if writer && !done_writing {
+        // A writer that failed has no more answers coming: readers must not wait for it.
+        tally.writers_done.fetch_add(1, Ordering::SeqCst);
     }
     seen
 }

@@ -25,8 +25,20 @@ pub struct ServeProcess {
 impl ServeProcess {
     /// Starts `serve` with `args` and `env` (`PORT=0`, `HOST=127.0.0.1` and `JWT_SECRET` are
     /// set) and waits until it listens: it logs its address once the database is open.
+    ///
+    /// `TRIPLITE_SERVE_WRAPPER` (e.g. `heaptrack` or `perf record -g --`) runs the server
+    /// under a profiler; the figures read from `/proc` are then the wrapper's.
     pub fn start(args: &[&str], env: &[(&str, &Path)], jwt_secret: &str) -> ServeProcess {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_triplite"));
+        let wrapper = std::env::var("TRIPLITE_SERVE_WRAPPER").unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        let mut command = match words.next() {
+            Some(program) => {
+                let mut command = Command::new(program);
+                command.args(words).arg(env!("CARGO_BIN_EXE_triplite"));
+                command
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_triplite")),
+        };
         command.arg("serve").args(args).env("PORT", "0").env("HOST", "127.0.0.1").env("JWT_SECRET", jwt_secret);
         for (name, value) in env {
             command.env(name, value);
@@ -79,6 +91,16 @@ impl ServeProcess {
 
 impl Drop for ServeProcess {
     fn drop(&mut self) {
+        if std::env::var_os("TRIPLITE_SERVE_WRAPPER").is_some() {
+            // A profiler writes its data when the server stops gracefully.
+            let pid = self.child.id().to_string();
+            let _ = Command::new("pkill").args(["-TERM", "-P", &pid]).status();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while self.child.try_wait().ok().flatten().is_none() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
