@@ -10,6 +10,10 @@
 //!
 //! Run: `cargo bench --bench sync`. Set `SYNC_BENCH_SKIP_TRIPLIT=1` to measure triplite only.
 
+#[path = "../tests/common/wire.rs"]
+#[allow(dead_code)]
+mod wire;
+
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -120,24 +124,13 @@ fn latency(port: u16, clients: usize, run: &str) -> (Duration, Duration) {
     (percentile(&samples, 0.5), percentile(&samples, 0.99))
 }
 
-/// A `/proc/<pid>/status` figure in MB (`VmRSS`, `RssAnon`, `RssFile`).
-fn status_mb(pid: u32, field: &str) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0.0);
-    kb / 1024.0
-}
-
 fn rss_mb(pid: u32) -> f64 {
     println!(
         "  (pid {pid}: anonymous {:.1} MB, file-backed {:.1} MB)",
-        status_mb(pid, "RssAnon"),
-        status_mb(pid, "RssFile")
+        wire::status_mb(pid, "RssAnon"),
+        wire::status_mb(pid, "RssFile")
     );
-    status_mb(pid, "VmRSS")
+    wire::status_mb(pid, "VmRSS")
 }
 
 /// Loads 100k todos through `/bulk-insert` (10k per request) and reports the server's RSS.

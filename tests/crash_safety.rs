@@ -10,18 +10,17 @@
 //! over HTTP, and once more by opening the file directly after the last server is gone.
 #![cfg(unix)]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
-use tungstenite::{Message, WebSocket};
+use tungstenite::Message;
+
+use common::wire::{ServeProcess, agent, ws_connect, ws_next};
 
 /// How many times the server is killed.
 const ROUNDS: u64 = 60;
@@ -33,8 +32,6 @@ const PAYLOAD_BYTES: usize = 3 * 1024;
 /// normally stops it long before: every request then fails).
 const MAX_GROUPS_PER_WRITER: u64 = 2_000;
 const WRITER_DEADLINE: Duration = Duration::from_secs(10);
-/// No socket waits longer than this.
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
 const SECRET: &str = "crash-safety-secret-0123456789abcdef";
 
 fn schema_json() -> Json {
@@ -112,54 +109,16 @@ struct Outcome {
     failure: Option<String>,
 }
 
-/// A running `triplite serve`; killed with SIGKILL (and reaped) when dropped, so a failing
-/// assertion never leaves it behind.
-struct Server {
-    child: Child,
-    port: u16,
-    log: Arc<Mutex<Vec<String>>>,
-}
+/// A running `triplite serve` (SIGKILLed and reaped when dropped).
+struct Server(ServeProcess);
 
 impl Server {
     /// Starts the server on `database` and waits until it listens (it logs its address once
-    /// the database is open and the socket bound; it picks the port itself, `PORT=0`).
+    /// the database is open and the socket bound).
     fn start(dir: &Path, database: &Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_triplite"))
-            .args(["serve", "--durability", "normal", "--schema"])
-            .arg(dir.join("schema.json"))
-            .env("PORT", "0")
-            .env("HOST", "127.0.0.1")
-            .env("JWT_SECRET", SECRET)
-            .env("LOCAL_DATABASE_URL", database)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting triplite serve");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (addr_tx, addr_rx) = mpsc::channel();
-        let lines = log.clone();
-        // Reads stderr until the process is gone, so the pipe never fills.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(entry) = serde_json::from_str::<Json>(&line)
-                    && entry["msg"] == "listening"
-                    && let Some(addr) = entry["addr"].as_str().and_then(|a| a.parse::<SocketAddr>().ok())
-                {
-                    let _ = addr_tx.send(addr);
-                }
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let mut server = Server { child, port: 0, log };
-        match addr_rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => server.port = addr.port(),
-            Err(_) => {
-                let status = server.child.try_wait().ok().flatten();
-                panic!("the server did not start (exit: {status:?}); its log:\n{}", server.log_text());
-            }
-        }
+        let schema = dir.join("schema.json");
+        let args = ["--durability", "normal", "--schema", schema.to_str().unwrap()];
+        let server = ServeProcess::start(&args, &[("LOCAL_DATABASE_URL", database)], SECRET);
         let health = agent().get(&format!("{}/healthcheck", server.url())).call();
         assert!(
             health.as_ref().is_ok_and(|r| r.status() == 200),
@@ -167,25 +126,18 @@ impl Server {
             health.map(|r| r.status()),
             server.log_text()
         );
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn log_text(&self) -> String {
-        self.log.lock().unwrap().join("\n")
+        Server(server)
     }
 
     /// SIGKILL, then reaps the process; an error if it had already exited by itself.
     fn kill(mut self) -> Result<(), String> {
-        let running = self.child.try_wait().ok().flatten().is_none();
-        let _ = self.child.kill();
-        let status = self.child.wait().map_err(|e| e.to_string())?;
+        let child = &mut self.0.child;
+        let running = child.try_wait().ok().flatten().is_none();
+        let _ = child.kill();
+        let status = child.wait().map_err(|e| e.to_string())?;
         match status.signal() {
             Some(9) if running => Ok(()),
-            _ => Err(format!("the server exited by itself ({status}); its log:\n{}", self.log_text())),
+            _ => Err(format!("the server exited by itself ({status}); its log:\n{}", self.0.log_text())),
         }
     }
 
@@ -193,7 +145,7 @@ impl Server {
     fn fetch_round(&self, round: u64) -> Vec<Json> {
         let body = json!({"query": {"collectionName": "items", "where": [["round", "=", round]]}});
         let mut response = agent()
-            .post(&format!("{}/fetch", self.url()))
+            .post(&format!("{}/fetch", self.0.url()))
             .header("Authorization", &format!("Bearer {}", service_token()))
             .header("Content-Type", "application/json")
             .send(body.to_string().as_bytes())
@@ -205,21 +157,6 @@ impl Server {
             other => panic!("fetch answered {other}"),
         }
     }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// An HTTP client whose every request gives up after [`IO_TIMEOUT`], and that returns error
-/// statuses as responses.
-fn agent() -> ureq::Agent {
-    ureq::Agent::new_with_config(
-        ureq::Agent::config_builder().timeout_global(Some(IO_TIMEOUT)).http_status_as_error(false).build(),
-    )
 }
 
 /// Writes groups through `/bulk-insert` (one transaction each) and, one time in five, a group
@@ -260,34 +197,11 @@ fn http_writer(port: u16, writer: String, round: u64) -> Outcome {
     outcome
 }
 
-/// Connects with timeouts on the socket itself, so nothing waits on a dead server.
-fn ws_connect(port: u16) -> Option<WebSocket<TcpStream>> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).ok()?;
-    stream.set_read_timeout(Some(IO_TIMEOUT)).ok()?;
-    stream.set_write_timeout(Some(IO_TIMEOUT)).ok()?;
-    stream.set_nodelay(true).ok()?;
-    let url = format!("ws://127.0.0.1:{port}/?sync-schema=false&token={}", service_token());
-    let (socket, _) = tungstenite::client(url, stream).ok()?;
-    Some(socket)
-}
-
-/// The next text frame as JSON; `None` once the connection is gone.
-fn ws_next(socket: &mut WebSocket<TcpStream>) -> Option<Json> {
-    loop {
-        match socket.read().ok()? {
-            Message::Text(text) => return serde_json::from_str(text.as_str()).ok(),
-            Message::Close(_) => return None,
-            _ => {}
-        }
-    }
-}
-
 /// Sends each group as one `CHANGES` message and waits for its `CHANGES_ACK`, until the
 /// connection fails.
 fn ws_writer(port: u16, writer: String, round: u64) -> Outcome {
     let mut outcome = Outcome::default();
-    let Some(mut socket) = ws_connect(port) else { return outcome };
+    let Some(mut socket) = ws_connect(port, &service_token()) else { return outcome };
     match ws_next(&mut socket) {
         Some(ready) if ready["type"] == "READY" => {}
         Some(other) => {
@@ -474,7 +388,7 @@ fn sigkill_under_concurrent_writers_keeps_every_acknowledged_group_whole() {
             let entities = server.fetch_round(round - 1);
             problems.extend(ledger.check(&entities, |g| g.round == round - 1, &format!("restart {round}")));
         }
-        let port = server.port;
+        let port = server.0.port;
         let writers: Vec<_> =
             [("http-a", Via::Http), ("http-b", Via::Http), ("ws-a", Via::WebSocket), ("ws-b", Via::WebSocket)]
                 .into_iter()

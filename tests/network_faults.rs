@@ -546,17 +546,17 @@ fn seed() -> u64 {
     }
 }
 
+/// The server's database: a SQLite file (reader connections, live updates off the store lock).
+fn server_database(dir: &std::path::Path) -> Database {
+    Database::builder().schema(schema()).client_id("server").jwt_secret(SECRET).open(dir.join("server.db")).unwrap()
+}
+
 #[test]
 fn clients_behind_a_faulty_network_converge_with_no_write_lost_or_applied_twice() {
     let seed = seed();
     eprintln!("network_faults: seed {seed} (replay with TRIPLITE_FAULT_SEED={seed})");
     let dir = tempfile::tempdir().unwrap();
-    let db = Database::builder()
-        .schema(schema())
-        .client_id("server")
-        .jwt_secret(SECRET)
-        .open(dir.path().join("server.db"))
-        .unwrap();
+    let db = server_database(dir.path());
     db.insert("items", json!({"id": SHARED, "owner": "server", "value": "shared", "tags": []})).unwrap();
     let server = SyncServer::new(db.clone(), Limits::default());
     let running = RunningServer::start(server.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
@@ -736,12 +736,7 @@ fn a_client_resuming_from_a_checkpoint_is_sent_every_commit_it_did_not_see() {
     use triplite::sync::protocol::Outgoing;
 
     let dir = tempfile::tempdir().unwrap();
-    let db = Database::builder()
-        .schema(schema())
-        .client_id("server")
-        .jwt_secret(SECRET)
-        .open(dir.path().join("server.db"))
-        .unwrap();
+    let db = server_database(dir.path());
     for id in ["target", "other"] {
         db.insert("items", json!({"id": id, "owner": "app", "value": "old"})).unwrap();
     }
