@@ -448,3 +448,58 @@ fn over_the_network_a_stop_closes_every_socket_with_1001() {
     assert_eq!(closed, Some(1001));
     assert_eq!(server.connection_count(), 0, "the engine forgot the connection");
 }
+
+/// An `ENTITY_DATA` taken while a commit's update is still reaching other connections carries
+/// that commit's stamp: the published client drops data stamped no later than what it holds
+/// (it missed updates and deletes when the stamp was the previous commit's).
+#[test]
+fn entity_data_drained_mid_fan_out_is_stamped_with_the_commit_it_carries() {
+    use std::sync::mpsc;
+    use std::sync::{Mutex, atomic::AtomicBool};
+
+    let server = server();
+    let db = server.database().clone();
+    let alice = Client::connect(&server, &user_token("alice", LATER));
+    alice.take();
+    alice.write(json!([todo("t1", "alice")]), json!([]));
+    let first = alice.subscribe("q", json!({"collectionName": "todos"}));
+    // Subscribed after alice, so fed after her; once armed, its wake-up holds the fan-out.
+    let armed = Arc::new(AtomicBool::new(false));
+    let (held, fan_out_held) = mpsc::channel::<()>();
+    let (release, released) = mpsc::channel::<()>();
+    let released = Mutex::new(released);
+    let trigger = armed.clone();
+    let holder = server
+        .connect(
+            &ConnectRequest { token: Some(user_token("alice", LATER)), schema_hash: None },
+            Arc::new(move || {
+                if trigger.swap(false, Ordering::SeqCst) {
+                    let _ = held.send(());
+                    let _ = released.lock().unwrap().recv_timeout(std::time::Duration::from_secs(5));
+                }
+            }),
+        )
+        .unwrap();
+    holder.receive(
+        &json!({"type": "CONNECT_QUERY", "payload": {"id": "q", "params": {"collectionName": "todos"}}}).to_string(),
+        NOW,
+    );
+    holder.drain(NOW);
+
+    armed.store(true, Ordering::SeqCst);
+    let writer = std::thread::spawn(move || db.update("todos", "t1", json!({"text": "edited"})).unwrap());
+    fan_out_held.recv_timeout(std::time::Duration::from_secs(5)).expect("the update's fan-out reached the holder");
+    let update = alice.one("ENTITY_DATA");
+    release.send(()).unwrap();
+    writer.join().unwrap();
+    assert_eq!(update["changes"]["json"]["todos"]["sets"][0][1]["text"], "edited");
+    let stamp = |data: &Json| triplite::Timestamp::from_json(&data["timestamp"]).unwrap();
+    assert!(
+        stamp(&update) > stamp(&first),
+        "the update is stamped {} and the answer before it {}",
+        update["timestamp"],
+        first["timestamp"]
+    );
+    assert!(stamp(&update) <= server.database().latest_timestamp(), "and no later than the commit");
+    server.disconnect(&holder);
+}

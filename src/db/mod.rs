@@ -320,7 +320,7 @@ impl Database {
             return Ok(output);
         }
         let Some(live_reader) = &self.shared.live_reader else {
-            self.update_live(store.backend(), schema.as_deref(), touched);
+            self.update_live(store.backend(), schema.as_deref(), touched, &checkpoint);
             self.committed(checkpoint);
             return Ok(output);
         };
@@ -335,9 +335,9 @@ impl Database {
             eprintln!("triplite: the live-query reader failed ({e}); reading through the writer");
             drop(reader);
             let mut store = self.shared.store.lock();
-            self.update_live(store.backend(), schema.as_deref(), touched);
+            self.update_live(store.backend(), schema.as_deref(), touched, &checkpoint);
         } else {
-            self.update_live(reader.backend(), schema.as_deref(), touched);
+            self.update_live(reader.backend(), schema.as_deref(), touched, &checkpoint);
             reader.backend().end_read();
         }
         self.committed(checkpoint);
@@ -345,7 +345,13 @@ impl Database {
     }
 
     /// Hands a commit's changes, as `backend` now reads them, to the live queries.
-    fn update_live(&self, backend: &mut dyn Backend, schema: Option<&Schema>, touched: Vec<transaction::Touched>) {
+    fn update_live(
+        &self,
+        backend: &mut dyn Backend,
+        schema: Option<&Schema>,
+        touched: Vec<transaction::Touched>,
+        checkpoint: &Timestamp,
+    ) {
         let mut changes = Vec::with_capacity(touched.len());
         for t in touched {
             // The commit is durable: a failed read here must not report it as failed, so an
@@ -353,7 +359,7 @@ impl Database {
             let after = backend.read_doc(&t.collection, &t.id).unwrap_or(None);
             changes.push(Change { collection: t.collection, id: t.id, before: t.before, after });
         }
-        self.shared.live.after_commit(backend, schema, changes);
+        self.shared.live.after_commit(backend, schema, changes, checkpoint);
     }
 
     /// Moves the sync checkpoint forward (commits' live updates may finish out of order with

@@ -79,8 +79,9 @@ pub(crate) fn net_change<'a>(
 
 /// What a sync feed receives.
 pub(crate) enum FeedEvent<'a> {
-    /// The view's entities after a commit (or its first result).
-    Entities(&'a Arc<Snapshot>),
+    /// The view's entities after a commit — with that commit's checkpoint, which every change
+    /// fed so far is at or before — or its first result (no checkpoint).
+    Entities(&'a Arc<Snapshot>, Option<&'a crate::Timestamp>),
     /// The view ended: it could not be read or prepared again (after a schema change).
     Ended(&'a crate::Error),
 }
@@ -97,11 +98,12 @@ pub(crate) enum Sink {
 }
 
 impl Sink {
-    pub(crate) fn post(&self, latest: Arc<Snapshot>, dispatcher: &Dispatcher) {
+    /// Delivers a result; `commit` is the checkpoint of the commit it follows, if any.
+    pub(crate) fn post(&self, latest: Arc<Snapshot>, dispatcher: &Dispatcher, commit: Option<&crate::Timestamp>) {
         match self {
             Sink::Channel(sink) => sink.post(latest),
             Sink::Callback(sink) => sink.post(latest, dispatcher),
-            Sink::Inline(feed) => (feed.lock())(FeedEvent::Entities(&latest)),
+            Sink::Inline(feed) => (feed.lock())(FeedEvent::Entities(&latest, commit)),
         }
     }
 

@@ -101,7 +101,7 @@ impl LiveQueries {
             Consumer::Callback(callback) => (Sink::Callback(CallbackSink::new(callback)), None),
             Consumer::SyncFeed(feed) => (Sink::Inline(Mutex::new(feed)), None),
         };
-        sink.post(first.clone(), self.dispatcher());
+        sink.post(first.clone(), self.dispatcher(), None);
         let callback = sink.callback();
         let mut registry = self.lock_registry();
         let id = registry.next_id;
@@ -151,8 +151,15 @@ impl LiveQueries {
         }
     }
 
-    /// Updates the views one commit can affect and delivers the results that changed.
-    pub(crate) fn after_commit(&self, backend: &dyn Backend, schema: Option<&Schema>, changes: Vec<Change>) {
+    /// Updates the views one commit can affect and delivers the results that changed; the
+    /// commit's `checkpoint` goes to sync feeds with them.
+    pub(crate) fn after_commit(
+        &self,
+        backend: &dyn Backend,
+        schema: Option<&Schema>,
+        changes: Vec<Change>,
+        checkpoint: &crate::Timestamp,
+    ) {
         let mut registry = self.lock_registry();
         let mut routed: BTreeMap<ViewId, Vec<&Change>> = BTreeMap::new();
         let mut candidates = BTreeSet::new();
@@ -168,7 +175,7 @@ impl LiveQueries {
             let entry = registry.views.get_mut(&id).expect("routes name only open views");
             match entry.view.apply(&exec, &changes) {
                 Ok(false) => {}
-                Ok(true) => self.publish(entry),
+                Ok(true) => self.publish(entry, Some(checkpoint)),
                 // A view that cannot be read any more (storage failing) ends; its consumer
                 // sees the channel close.
                 Err(e) => self.remove(&mut registry, id, Some(&e)),
@@ -198,7 +205,7 @@ impl LiveQueries {
                     registry.routes.remove(id, &entry.view.deps);
                     registry.routes.add(id, &view.deps);
                     entry.view = view;
-                    self.publish(entry);
+                    self.publish(entry, None);
                 }
                 Err(e) => failed.push((id, e)),
             }
@@ -208,11 +215,11 @@ impl LiveQueries {
         }
     }
 
-    fn publish(&self, entry: &mut Entry) {
+    fn publish(&self, entry: &mut Entry, commit: Option<&crate::Timestamp>) {
         let latest = Arc::new(entry.view.snapshot());
         if latest != entry.published {
             entry.published = latest.clone();
-            entry.sink.post(latest, self.dispatcher());
+            entry.sink.post(latest, self.dispatcher(), commit);
         }
     }
 }

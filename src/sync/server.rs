@@ -21,6 +21,7 @@ use crate::error::Error;
 use crate::live::{FeedEvent, Snapshot, Subscription};
 use crate::query::Query;
 use crate::schema::{Schema, SchemaChange};
+use crate::store::Timestamp;
 
 /// A Triplit-compatible sync server over one database. Cheap to clone.
 #[derive(Clone)]
@@ -119,6 +120,7 @@ impl SyncServer {
                 chunks: Chunks::default(),
                 generation: 0,
                 schema_hash: request.schema_hash.clone(),
+                fed_through: None,
             }),
             subscriptions: Mutex::default(),
         });
@@ -195,6 +197,8 @@ struct State {
     chunks: Chunks,
     generation: u64,
     schema_hash: Option<String>,
+    /// The checkpoint of the latest commit whose update this connection was fed.
+    fed_through: Option<Timestamp>,
 }
 
 impl State {
@@ -317,9 +321,17 @@ impl Connection {
         if state.entities.has_pending() {
             let (changes, collections, for_queries) = state.entities.take();
             let names: Vec<&str> = collections.iter().map(String::as_str).collect();
+            // Every change this connection was fed is at or before both: the last finished
+            // commit, and the commit whose update it was fed last (which may still be reaching
+            // other connections, so is not yet the database's checkpoint).
+            let committed = self.server.db.latest_timestamp();
+            let timestamp = match &state.fed_through {
+                Some(fed) if *fed > committed => fed.clone(),
+                _ => committed,
+            };
             let payload = json!({
                 "changes": encode_changes(&changes, &names),
-                "timestamp": self.server.db.latest_timestamp().to_json(),
+                "timestamp": timestamp.to_json(),
                 "forQueries": for_queries,
             });
             out.push(Outgoing::Text(frame("ENTITY_DATA", payload)));
@@ -472,7 +484,7 @@ impl Connection {
         let feed = Box::new(move |event: FeedEvent| {
             if let Some(connection) = me.upgrade() {
                 match event {
-                    FeedEvent::Entities(snapshot) => connection.feed(&feed_id, generation, snapshot),
+                    FeedEvent::Entities(snapshot, commit) => connection.feed(&feed_id, generation, snapshot, commit),
                     FeedEvent::Ended(error) => connection.feed_ended(&feed_id, generation, error),
                 }
             }
@@ -556,10 +568,13 @@ impl Connection {
     }
 
     /// A query's entities after a commit (called on the committing thread).
-    fn feed(&self, id: &str, generation: u64, snapshot: &Arc<Snapshot>) {
+    fn feed(&self, id: &str, generation: u64, snapshot: &Arc<Snapshot>, commit: Option<&Timestamp>) {
         let changed = {
             let mut state = self.state.lock();
             let state = &mut *state;
+            if let Some(commit) = commit.filter(|c| state.fed_through.as_ref().is_none_or(|fed| fed < *c)) {
+                state.fed_through = Some(commit.clone());
+            }
             if state.phase == Phase::Closed {
                 return;
             }
