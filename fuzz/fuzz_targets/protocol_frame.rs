@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(frame) = std::str::from_utf8(data) else { return };
     let _ = ClientMessage::parse(frame);
     let db = Database::builder().jwt_secret("fuzz-secret").open_in_memory().expect("an in-memory database");
-    let server = SyncServer::new(db, Limits { max_message_bytes: 1 << 16 });
+    let server = SyncServer::new(db, Limits { max_message_bytes: 1 << 16, ..Limits::default() });
     let token = mint_dev_token("fuzz-secret", DevTokenKind::Secret, "fuzz").expect("a token");
     let connection = server
         .connect(&ConnectRequest { token: Some(token), schema_hash: None }, Arc::new(|| {}))
