@@ -5,10 +5,8 @@ use libfuzzer_sys::fuzz_target;
 use triplite::Schema;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(text) = std::str::from_utf8(data) {
-        if let Ok(schema) = Schema::from_json_str(text) {
-            // What parses must serialize and parse back the same.
-            assert_eq!(Schema::from_json(&schema.to_json()).expect("round trip"), schema);
-        }
-    }
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(schema) = Schema::from_json_str(text) else { return };
+    // What parses must serialize and parse back the same.
+    assert_eq!(Schema::from_json(&schema.to_json()).expect("round trip"), schema);
 });

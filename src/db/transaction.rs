@@ -292,14 +292,19 @@ impl<'a> Transaction<'a> {
                     }
                     None => SetKind::Update,
                 };
-                // An insert that creates the entity must be whole, as through `insert`.
-                let creates = kind == SetKind::Insert && self.store.backend().read_doc(collection, id)?.is_none();
-                if let (true, Shape::Typed(def)) = (creates, &shape) {
-                    let complete = def.complete_encoded(collection, fields)?;
-                    self.store.apply_set(collection, id, &complete, ts, kind)?;
+                // What lands must fit the schema whole, as through `insert` and `update`: an
+                // insert that creates the entity is complete, and a patch that creates a record
+                // brings all of it. (An update of a missing entity is dropped by the merge.)
+                let Shape::Typed(def) = &shape else {
+                    self.store.apply_set(collection, id, fields, ts, kind)?;
                     continue;
-                }
-                self.store.apply_set(collection, id, fields, ts, kind)?;
+                };
+                let complete = match self.store.backend().read_doc(collection, id)? {
+                    Some(current) => def.complete_encoded_patch(collection, &current, fields)?,
+                    None if kind == SetKind::Insert => def.complete_encoded(collection, fields)?,
+                    None => fields.clone(),
+                };
+                self.store.apply_set(collection, id, &complete, ts, kind)?;
             }
         }
         self.clock.observe(ts);

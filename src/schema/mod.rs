@@ -283,6 +283,17 @@ impl Collection {
         types::complete_encoded_record(&self.attributes, fields, &Site::root(name))
     }
 
+    /// An encoded partial update of an entity whose current document is `current`, completed
+    /// (see [`types::complete_encoded_patch`]).
+    pub(crate) fn complete_encoded_patch(
+        &self,
+        name: &str,
+        current: &Map<String, Json>,
+        patch: &Map<String, Json>,
+    ) -> Result<Map<String, Json>> {
+        types::complete_encoded_patch(&self.attributes, current, patch, &Site::root(name))
+    }
+
     /// Checks an encoded entity or partial from a merge.
     pub(crate) fn validate_encoded(&self, name: &str, fields: &Map<String, Json>) -> Result<()> {
         for (key, value) in fields {

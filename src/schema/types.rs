@@ -369,7 +369,8 @@ impl DataType {
     /// A set key (encoded form) → the typed item.
     fn decode_set_item(&self, key: &str) -> Option<Value> {
         match self {
-            DataType::Number(_) => key.parse::<f64>().ok().map(Value::Number),
+            // `NaN`, `inf` and numbers past f64's range parse, but are no JSON number.
+            DataType::Number(_) => key.parse::<f64>().ok().filter(|n| n.is_finite()).map(Value::Number),
             DataType::Boolean(_) => match key {
                 "true" => Some(Value::Boolean(true)),
                 "false" => Some(Value::Boolean(false)),
@@ -502,6 +503,10 @@ impl DataType {
     /// encoded form (`{item: bool}`) adds and removes items.
     pub(crate) fn encode_patch(&self, value: &Json, current: Option<&Json>, site: &Site) -> Result<Json> {
         match (self, value) {
+            // A record the entity does not have yet is written whole, as on insert.
+            (DataType::Record { properties, .. }, Json::Object(fields)) if current.is_none_or(Json::is_null) => {
+                Ok(Json::Object(encode_record(properties, fields, site)?))
+            }
             (DataType::Record { properties, .. }, Json::Object(fields)) => {
                 let mut encoded = Map::new();
                 for (key, field) in fields {
@@ -591,6 +596,30 @@ pub(crate) fn complete_encoded_record(
             (None, _) if !options.optional && !options.nullable => return Err(site.child(key).missing()),
             (None, _) => {}
         }
+    }
+    Ok(complete)
+}
+
+/// Completes an encoded partial update against the entity's current fields: a record the
+/// entity does not have yet must come whole (completed as on insert), one it has merges key by
+/// key. The fields themselves were validated already.
+pub(crate) fn complete_encoded_patch(
+    properties: &BTreeMap<String, DataType>,
+    current: &Map<String, Json>,
+    patch: &Map<String, Json>,
+    site: &Site,
+) -> Result<Map<String, Json>> {
+    let mut complete = patch.clone();
+    for (key, value) in patch {
+        let (Some(DataType::Record { properties: nested, .. }), Json::Object(fields)) = (properties.get(key), value)
+        else {
+            continue;
+        };
+        let filled = match current.get(key) {
+            Some(Json::Object(existing)) => complete_encoded_patch(nested, existing, fields, &site.child(key))?,
+            _ => complete_encoded_record(nested, fields, &site.child(key))?,
+        };
+        complete.insert(key.clone(), Json::Object(filled));
     }
     Ok(complete)
 }
