@@ -65,6 +65,7 @@ impl Failure {
         Failure { status: TRIPLITE_MISUSE, message: message.into() }
     }
 
+    #[cfg(feature = "server")]
     pub(crate) fn network(message: impl Into<String>) -> Self {
         Failure { status: TRIPLITE_NETWORK, message: message.into() }
     }
