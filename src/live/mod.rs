@@ -1,9 +1,12 @@
 //! Live queries: subscriptions whose results are kept up to date after every commit.
 //!
-//! Each commit hands the entities it changed to [`LiveQueries::after_commit`] while the store
-//! is still locked, so views see commits one at a time, in order, and read a consistent state.
-//! [`routes`] picks the views a change can affect, [`view`] updates each one (in place where it
-//! can), and [`delivery`] hands new results to consumers without waiting for them.
+//! Each commit hands the entities it changed to `LiveQueries::after_commit`, one commit at a
+//! time and in commit order, with a backend that reads exactly the state that commit left: the
+//! writer's connection while the store is still locked (in memory), or a reader connection
+//! whose snapshot began before the store was released (a SQLite file), so the next
+//! transaction need not wait. `routes` picks the views a change can affect, `view` updates
+//! each one (in place where it can), and `delivery` hands new results to consumers without
+//! waiting for them.
 
 mod delivery;
 mod pages;
