@@ -114,7 +114,6 @@ impl SyncServer {
                 expires_at,
                 phase: Phase::Ready,
                 outbox: Vec::new(),
-                outbox_bytes: 0,
                 entities: Entities::default(),
                 queries: HashMap::new(),
                 chunks: Chunks::default(),
@@ -191,7 +190,6 @@ struct State {
     phase: Phase,
     /// Frames to send before any entity data.
     outbox: Vec<Outgoing>,
-    outbox_bytes: usize,
     entities: Entities,
     queries: HashMap<String, QueryEntities>,
     chunks: Chunks,
@@ -203,26 +201,17 @@ struct State {
 
 impl State {
     fn send(&mut self, message_type: &str, payload: Json) {
-        self.push(Outgoing::Text(frame(message_type, payload)));
+        self.outbox.push(Outgoing::Text(frame(message_type, payload)));
     }
 
     fn error(&mut self, message_type: Option<&str>, error: &WireError, metadata: Option<Json>) {
-        self.push(Outgoing::Text(error_frame(message_type, error, metadata)));
-    }
-
-    fn push(&mut self, outgoing: Outgoing) {
-        if let Outgoing::Text(text) = &outgoing {
-            self.outbox_bytes += text.len();
-        }
-        self.outbox.push(outgoing);
+        self.outbox.push(Outgoing::Text(error_frame(message_type, error, metadata)));
     }
 
     fn close(&mut self, close: CloseType, message: Option<&str>) {
         if self.phase != Phase::Closed {
             self.phase = Phase::Closed;
-            for outgoing in close_frames(close, message) {
-                self.push(outgoing);
-            }
+            self.outbox.extend(close_frames(close, message));
         }
     }
 
@@ -230,10 +219,12 @@ impl State {
     /// not read must not make the server hold an ever-growing backlog. What it was owed is
     /// dropped; it resumes from its checkpoints when it reconnects.
     fn check_backlog(&mut self, limit: usize) {
-        if self.phase != Phase::Closed && self.outbox_bytes + self.entities.pending_bytes() > limit {
+        // The outbox is drained at every send, so summing it here stays cheap.
+        let answers: usize =
+            self.outbox.iter().map(|o| if let Outgoing::Text(text) = o { text.len() } else { 0 }).sum();
+        if self.phase != Phase::Closed && answers + self.entities.pending_bytes() > limit {
             self.entities = Entities::default();
             self.outbox.clear();
-            self.outbox_bytes = 0;
             let message = format!("The client did not read {limit} bytes of pending data; reconnect to resume.");
             self.close(CloseType::Backlog, Some(&message));
         }
@@ -313,11 +304,9 @@ impl Connection {
     pub fn drain(&self, now_ms: i64) -> Vec<Outgoing> {
         let mut state = self.state.lock();
         if state.expired(now_ms) {
-            state.outbox_bytes = 0;
             return std::mem::take(&mut state.outbox);
         }
         let mut out = std::mem::take(&mut state.outbox);
-        state.outbox_bytes = 0;
         if state.entities.has_pending() {
             let (changes, collections, for_queries) = state.entities.take();
             let names: Vec<&str> = collections.iter().map(String::as_str).collect();
