@@ -546,26 +546,31 @@ pub(crate) fn encode_record(
         let ty = properties.get(key).ok_or_else(|| site.child(key).unknown())?;
         encoded.insert(key.clone(), ty.encode(value, &site.child(key))?);
     }
-    {
-        for (key, ty) in properties {
-            if encoded.contains_key(key) {
-                continue;
+    fill_missing(properties, &mut encoded, site)?;
+    Ok(encoded)
+}
+
+/// Adds what a whole record lacks: defaults for missing attributes, and required records
+/// built from their own defaults; a required attribute with neither is an error.
+fn fill_missing(properties: &BTreeMap<String, DataType>, encoded: &mut Map<String, Json>, site: &Site) -> Result<()> {
+    for (key, ty) in properties {
+        if encoded.contains_key(key) {
+            continue;
+        }
+        let options = ty.options();
+        if let Some(default) = &options.default {
+            encoded.insert(key.clone(), ty.encode(&default.generate(), &site.child(key))?);
+        } else if let DataType::Record { properties: nested, .. } = ty {
+            // A record whose fields all have defaults or are optional can be left out.
+            if !options.optional && !options.nullable {
+                let filled = encode_record(nested, &Map::new(), &site.child(key))?;
+                encoded.insert(key.clone(), Json::Object(filled));
             }
-            let options = ty.options();
-            if let Some(default) = &options.default {
-                encoded.insert(key.clone(), ty.encode(&default.generate(), &site.child(key))?);
-            } else if let DataType::Record { properties: nested, .. } = ty {
-                // A record whose fields all have defaults or are optional can be left out.
-                if !options.optional && !options.nullable {
-                    let filled = encode_record(nested, &Map::new(), &site.child(key))?;
-                    encoded.insert(key.clone(), Json::Object(filled));
-                }
-            } else if !options.optional && !options.nullable {
-                return Err(site.child(key).missing());
-            }
+        } else if !options.optional && !options.nullable {
+            return Err(site.child(key).missing());
         }
     }
-    Ok(encoded)
+    Ok(())
 }
 
 /// Completes an encoded entity that a merge creates (a client's insert over sync): defaults
@@ -577,26 +582,15 @@ pub(crate) fn complete_encoded_record(
     site: &Site,
 ) -> Result<Map<String, Json>> {
     let mut complete = fields.clone();
-    for (key, ty) in properties {
-        let options = ty.options();
-        match (complete.get(key), ty) {
-            (Some(Json::Object(nested_fields)), DataType::Record { properties: nested, .. }) => {
-                let filled = complete_encoded_record(nested, nested_fields, &site.child(key))?;
-                complete.insert(key.clone(), Json::Object(filled));
-            }
-            (Some(_), _) => {}
-            (None, _) if options.default.is_some() => {
-                let default = options.default.as_ref().expect("checked").generate();
-                complete.insert(key.clone(), ty.encode(&default, &site.child(key))?);
-            }
-            (None, DataType::Record { properties: nested, .. }) if !options.optional && !options.nullable => {
-                let filled = complete_encoded_record(nested, &Map::new(), &site.child(key))?;
-                complete.insert(key.clone(), Json::Object(filled));
-            }
-            (None, _) if !options.optional && !options.nullable => return Err(site.child(key).missing()),
-            (None, _) => {}
+    for (key, value) in fields {
+        if let (Some(DataType::Record { properties: nested, .. }), Json::Object(nested_fields)) =
+            (properties.get(key), value)
+        {
+            let filled = complete_encoded_record(nested, nested_fields, &site.child(key))?;
+            complete.insert(key.clone(), Json::Object(filled));
         }
     }
+    fill_missing(properties, &mut complete, site)?;
     Ok(complete)
 }
 
