@@ -136,26 +136,21 @@ fn main() {
                     var("LOCAL_DATABASE_URL").unwrap_or_else(|| "./triplit/.data/triplite/app.db".into()),
                 )),
             };
-            let limits = match limits.limits(&var) {
-                Ok(limits) => limits,
-                Err(message) => {
-                    log("error", &message, json!({}));
-                    std::process::exit(1);
-                }
-            };
-            let config = Config {
-                addr: SocketAddr::new(host, port),
-                jwt_secret: var("JWT_SECRET").unwrap_or_else(|| "jwt-key-for-development-only".into()),
-                external_jwt_secret: var("EXTERNAL_JWT_SECRET"),
-                project_id: var("PROJECT_ID").unwrap_or_else(|| "local-project-id".into()),
-                claims_path: var("CLAIMS_PATH"),
-                database,
-                schema,
-                limits,
-                durability: Durability::Normal,
-                cache_mb: 32,
-            };
-            run(config, true)
+            limits.limits(&var).and_then(|limits| {
+                let config = Config {
+                    addr: SocketAddr::new(host, port),
+                    jwt_secret: var("JWT_SECRET").unwrap_or_else(|| "jwt-key-for-development-only".into()),
+                    external_jwt_secret: var("EXTERNAL_JWT_SECRET"),
+                    project_id: var("PROJECT_ID").unwrap_or_else(|| "local-project-id".into()),
+                    claims_path: var("CLAIMS_PATH"),
+                    database,
+                    schema,
+                    limits,
+                    durability: Durability::Normal,
+                    cache_mb: 32,
+                };
+                run(config, true)
+            })
         }
         Command::Serve { storage, schema, durability, cache_mb, limits } => {
             serve_config(storage, schema, durability, cache_mb, &limits).and_then(|c| run(c, false))
