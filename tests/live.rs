@@ -63,12 +63,17 @@ fn plain(rows: &[Arc<Json>]) -> Vec<Json> {
     rows.iter().map(|r| (**r).clone()).collect()
 }
 
-fn next(sub: &Subscription) -> LiveResult {
+/// The next result, once every commit so far has reached the subscription (commits return
+/// before their live queries update).
+fn next(db: &Database, sub: &Subscription) -> LiveResult {
+    db.flush_subscriptions();
     sub.recv_timeout(WAIT).expect("a result within the wait")
 }
 
-/// Nothing is waiting: the last write did not change the subscription's result.
-fn quiet(sub: &Subscription) {
+/// Nothing is waiting once every commit so far has reached the subscription: the last writes
+/// did not change its result.
+fn quiet(db: &Database, sub: &Subscription) {
+    db.flush_subscriptions();
     if let Some(unexpected) = sub.try_recv() {
         panic!("no delivery expected, got {unexpected:?}");
     }
@@ -76,7 +81,7 @@ fn quiet(sub: &Subscription) {
 
 /// Takes the next result and checks it equals a fresh fetch of `query`.
 fn next_fresh(sub: &Subscription, db: &Database, query: &Query) -> LiveResult {
-    let result = next(sub);
+    let result = next(db, sub);
     assert_eq!(plain(&result.results), db.fetch(query).unwrap(), "the live result equals a fresh fetch");
     result
 }
@@ -106,7 +111,7 @@ fn filters_see_inserts_updates_and_deletes_enter_and_leave() {
         db.insert("todos", todo("t2", "bob", 2)).unwrap();
         assert_eq!(added(&next_fresh(&sub, &db, &query)), vec!["t2"]);
         db.insert("todos", json!({"id": "t3", "text": "done", "owner": "bob", "completed": true})).unwrap();
-        quiet(&sub);
+        quiet(&db, &sub);
         db.update("todos", "t2", json!({"text": "renamed"})).unwrap();
         let r = next_fresh(&sub, &db, &query);
         assert_eq!((added(&r), updated(&r), removed(&r)), (vec![], vec!["t2"], vec![]));
@@ -117,9 +122,9 @@ fn filters_see_inserts_updates_and_deletes_enter_and_leave() {
         db.delete("todos", "t1").unwrap();
         assert_eq!(removed(&next_fresh(&sub, &db, &query)), vec!["t1"]);
         db.delete("todos", "t2").unwrap();
-        quiet(&sub);
+        quiet(&db, &sub);
         db.insert("users", json!({"id": "alice", "name": "Alice"})).unwrap();
-        quiet(&sub);
+        quiet(&db, &sub);
     }
 }
 
@@ -138,7 +143,7 @@ fn order_and_limit_windows_move_entities_in_and_out() {
         let r = next_fresh(&sub, &db, &query);
         assert_eq!((ids(&r.results), added(&r), removed(&r)), (vec!["x", "a", "b"], vec!["x"], vec!["c"]));
         db.insert("todos", todo("y", "bob", 99)).unwrap(); // beyond the window
-        quiet(&sub);
+        quiet(&db, &sub);
         db.update("todos", "b", json!({"n": 1})).unwrap(); // moves to the front
         let r = next_fresh(&sub, &db, &query);
         assert_eq!((ids(&r.results), updated(&r)), (vec!["b", "x", "a"], vec!["b"]));
@@ -149,7 +154,7 @@ fn order_and_limit_windows_move_entities_in_and_out() {
         let r = next_fresh(&sub, &db, &query);
         assert_eq!((ids(&r.results), added(&r), removed(&r)), (vec!["b", "c", "d"], vec!["d"], vec!["a"]));
         db.delete("todos", "e").unwrap(); // not a member
-        quiet(&sub);
+        quiet(&db, &sub);
         db.update("todos", "y", json!({"n": 35})).unwrap(); // between c and d: d leaves
         let r = next_fresh(&sub, &db, &query);
         assert_eq!(ids(&r.results), vec!["b", "c", "y"]);
@@ -174,7 +179,7 @@ fn after_cursors_admit_only_entities_past_the_cursor() {
         let sub = db.subscribe(&query).unwrap();
         assert_eq!(ids(&next_fresh(&sub, &db, &query).results), vec!["c"], "{}", backend.name);
         db.insert("todos", todo("early", "bob", 0)).unwrap();
-        quiet(&sub);
+        quiet(&db, &sub);
         db.insert("todos", todo("late", "bob", 9)).unwrap();
         assert_eq!(added(&next_fresh(&sub, &db, &query)), vec!["late"]);
         db.update("todos", "a", json!({"n": 5})).unwrap(); // crosses the cursor
@@ -206,7 +211,7 @@ fn includes_follow_changes_to_related_entities_only() {
         let r = next_fresh(&sub, &db, &query);
         assert_eq!(r.results[1]["comments"][0]["body"], "hi");
         db.insert("comments", json!({"id": "c2", "todo_id": "nope", "body": "elsewhere"})).unwrap();
-        quiet(&sub);
+        quiet(&db, &sub);
         db.delete("users", "bob").unwrap();
         assert_eq!(next_fresh(&sub, &db, &query).results[1]["owner_user"], Json::Null);
     }
@@ -236,7 +241,7 @@ fn exists_subqueries_and_relation_paths_follow_the_entities_they_read() {
         db.update("projects", "p1", json!({"name": "Yard"})).unwrap(); // the path no longer matches
         assert_eq!(removed(&next_fresh(&todos, &db, &garden_todos)), vec!["t1"]);
         db.update("projects", "p2", json!({"name": "Garden"})).unwrap();
-        quiet(&todos);
+        quiet(&db, &todos);
         db.update("todos", "t1", json!({"project_id": "p2", "completed": false})).unwrap();
         assert_eq!(added(&next_fresh(&todos, &db, &garden_todos)), vec!["t1"]);
         assert_eq!(added(&next_fresh(&projects, &db, &open_projects)), vec!["p2"]);
@@ -252,13 +257,13 @@ fn sessions_see_only_what_their_rules_let_them_read() {
         let todos = Query::new("todos").order("n", Direction::Asc);
         let sub = alice.subscribe(&todos).unwrap();
         let fresh = |s: &Session, sub: &Subscription, q: &Query| {
-            let r = next(sub);
+            let r = next(&db, sub);
             assert_eq!(plain(&r.results), s.fetch(q).unwrap());
             r
         };
         assert!(fresh(&alice, &sub, &todos).results.is_empty(), "{}", backend.name);
         bob.insert("todos", todo("b1", "bob", 1)).unwrap();
-        quiet(&sub);
+        quiet(&db, &sub);
         alice.insert("todos", todo("a1", "alice", 2)).unwrap();
         assert_eq!(added(&fresh(&alice, &sub, &todos)), vec!["a1"]);
         // Given away: it stops being readable and leaves the result.
@@ -274,7 +279,7 @@ fn sessions_see_only_what_their_rules_let_them_read() {
         assert!(fresh(&alice, &psub, &projects).results.is_empty());
         db.update("todos", "b1", json!({"project_id": "p1"})).unwrap();
         assert_eq!(added(&fresh(&alice, &psub, &projects)), vec!["p1"]);
-        let _ = next(&sub); // b1 changed for the todo subscription too
+        let _ = next(&db, &sub); // b1 changed for the todo subscription too
         db.update("todos", "b1", json!({"owner": "carol"})).unwrap();
         assert_eq!(removed(&fresh(&alice, &psub, &projects)), vec!["p1"]);
         // Included relations go through rules too.
@@ -294,7 +299,7 @@ fn remote_changes_reach_subscriptions_like_local_writes() {
         let db = backend.open(Some(schema()));
         let query = Query::new("todos");
         let sub = db.subscribe(&query).unwrap();
-        next(&sub);
+        next(&db, &sub);
         let changes = triplite::Changes::from_json(&json!({"todos": {
             "sets": {"r1": {"id": "r1", "text": "from afar", "owner": "x", "completed": false}}, "deletes": []
         }}))
@@ -315,7 +320,7 @@ fn a_slow_consumer_receives_one_result_with_the_net_change() {
         db.insert("todos", todo("gone", "alice", 2)).unwrap();
         let query = Query::new("todos").order("n", Direction::Asc);
         let sub = db.subscribe(&query).unwrap();
-        next(&sub);
+        next(&db, &sub);
         // Five commits while the consumer is not reading: none of them waits for it.
         db.insert("todos", todo("brief", "alice", 3)).unwrap();
         db.insert("todos", todo("new", "alice", 4)).unwrap();
@@ -329,15 +334,15 @@ fn a_slow_consumer_receives_one_result_with_the_net_change() {
             "{}: the net change from what the consumer last saw",
             backend.name
         );
-        quiet(&sub);
+        quiet(&db, &sub);
 
         // Never read at all: the initial result is folded in too.
         let unread = db.subscribe(&query).unwrap();
         db.insert("todos", todo("later", "alice", 5)).unwrap();
-        let r = next(&unread);
+        let r = next(&db, &unread);
         assert_eq!(ids(&r.results), vec!["keep", "new", "later"]);
         assert_eq!(added(&r), vec!["keep", "new", "later"]);
-        quiet(&unread);
+        quiet(&db, &unread);
     }
 }
 
@@ -426,7 +431,7 @@ fn writes_reach_only_the_subscriptions_whose_values_they_touch() {
             .collect();
         let subs: Vec<Subscription> = queries.iter().map(|q| db.subscribe(q).unwrap()).collect();
         for sub in &subs {
-            next(sub);
+            next(&db, sub);
         }
         db.insert("todos", todo("t", "user-7", 1)).unwrap();
         assert_eq!(added(&next_fresh(&subs[7], &db, &queries[7])), vec!["t"], "{}", backend.name);
@@ -435,13 +440,13 @@ fn writes_reach_only_the_subscriptions_whose_values_they_touch() {
             match i {
                 7 => assert_eq!(removed(&next_fresh(sub, &db, &queries[i])), vec!["t"]),
                 9 => assert_eq!(added(&next_fresh(sub, &db, &queries[i])), vec!["t"]),
-                _ => quiet(sub),
+                _ => quiet(&db, sub),
             }
         }
         // Changes that cancel out before the consumer reads leave nothing to deliver.
         db.insert("todos", todo("u", "user-3", 1)).unwrap();
         db.delete("todos", "u").unwrap();
-        quiet(&subs[3]);
+        quiet(&db, &subs[3]);
     }
 }
 
@@ -508,7 +513,7 @@ fn a_schema_change_re_prepares_subscriptions() {
     db.insert("todos", todo("t", "alice", 1)).unwrap();
     let query = Query::new("todos");
     let sub = db.subscribe(&query).unwrap();
-    next(&sub);
+    next(&db, &sub);
     let mut json = schema().to_json();
     json["collections"]["todos"]["schema"]["properties"]["note"] =
         json!({"type": "string", "config": {"default": "-"}});
@@ -620,6 +625,7 @@ fn check_live(db: &Database, ops: &[Op]) -> Result<(), TestCaseError> {
     // Some subscriptions are read after every write, some only at the end (coalesced).
     for (step, op) in ops.iter().enumerate() {
         apply(db, op);
+        db.flush_subscriptions();
         for (i, (session, query, sub, latest)) in subs.iter_mut().enumerate() {
             if i % 2 == 1 && step + 1 < ops.len() {
                 continue;
@@ -693,5 +699,5 @@ fn callbacks_may_write_and_drop_subscriptions_without_deadlock() {
     drop(owner);
     db.insert("todos", todo("third", "alice", 3)).unwrap();
     let probe = db.subscribe(&query).unwrap();
-    assert_eq!(next(&probe).results.len(), 3);
+    assert_eq!(next(&db, &probe).results.len(), 3);
 }

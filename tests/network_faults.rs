@@ -794,6 +794,7 @@ fn a_client_resuming_from_a_checkpoint_is_sent_every_commit_it_did_not_see() {
     client.receive(&subscribe(None), 0);
     apply(&mut cache, &entity_data(&frames(client.drain(0))).unwrap());
     db.update("items", "other", json!({"value": "changed"})).unwrap();
+    db.flush_subscriptions();
 
     // "target" changes; its fan-out is held before it reaches the client.
     armed.store(true, Ordering::SeqCst);

@@ -1,5 +1,6 @@
 //! The public database handle: open, configure, read, write, transact.
 
+mod fanout;
 mod session;
 mod transaction;
 
@@ -15,8 +16,7 @@ use serde_json::Value as Json;
 use crate::auth::{AuthConfig, VerifiedToken, Verifier};
 use crate::error::{Error, Result};
 use crate::live::{
-    Change, Consumer, ExpandingSubscription, LiveQueries, LiveResult, PagedSubscription, Source, Subscribe,
-    Subscription,
+    Consumer, ExpandingSubscription, LiveQueries, LiveResult, PagedSubscription, Source, Subscribe, Subscription,
 };
 use crate::permissions::{Principal, default_roles, match_roles, normalize_claims};
 use crate::query::{Explain, Filter, Query, Variables};
@@ -43,9 +43,8 @@ struct Shared {
     store: Mutex<Store>,
     /// Reader connections (a SQLite file): reads outside transactions use them, not `store`.
     readers: Option<Readers>,
-    /// The reader live queries update through after a commit (a SQLite file). Its lock orders
-    /// those updates: taken while `store` is held, so in commit order, and released after.
-    live_reader: Option<Mutex<Store>>,
+    /// Commits on their way to the live queries (updated on their own thread).
+    fanout: Arc<fanout::Fanout>,
     schema: RwLock<Option<Arc<Schema>>>,
     clock: HybridClock,
     verifier: Verifier,
@@ -53,6 +52,23 @@ struct Shared {
     /// The clock when the last commit finished (its live queries updated): a checkpoint that
     /// every change a sync feed has seen is stamped at or before.
     committed: Mutex<Option<Timestamp>>,
+}
+
+impl Shared {
+    /// Moves the sync checkpoint forward to a commit whose live queries are up to date.
+    fn advance_checkpoint(&self, checkpoint: Timestamp) {
+        let mut committed = self.committed.lock();
+        if committed.as_ref().is_none_or(|current| *current < checkpoint) {
+            *committed = Some(checkpoint);
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let fanout = self.fanout.clone();
+        fanout.finish(self);
+    }
 }
 
 /// Options for opening a [`Database`].
@@ -145,7 +161,7 @@ impl DatabaseBuilder {
         let reader = || Ok(Store::new(Box::new(SqliteBackend::open_reader(path, (cache_mib / 4).max(1))?)));
         let readers = (0..count).map(|_| reader()).collect::<Result<Vec<Store>>>()?;
         let readers = (!readers.is_empty()).then(|| Readers::new(readers));
-        let live_reader = if count > 0 { Some(Mutex::new(reader()?)) } else { None };
+        let live_reader = if count > 0 { Some(reader()?) } else { None };
         self.build(Box::new(backend), readers, live_reader)
     }
 
@@ -158,7 +174,7 @@ impl DatabaseBuilder {
         self,
         mut backend: Box<dyn Backend>,
         readers: Option<Readers>,
-        live_reader: Option<Mutex<Store>>,
+        live_reader: Option<Store>,
     ) -> Result<Database> {
         let verifier = Verifier::new(&self.auth)?;
         let client_id = match self.client_id {
@@ -193,7 +209,7 @@ impl DatabaseBuilder {
             shared: Arc::new(Shared {
                 store: Mutex::new(Store::new(backend)),
                 readers,
-                live_reader,
+                fanout: fanout::Fanout::new(live_reader),
                 schema: RwLock::new(stored_schema),
                 clock,
                 verifier,
@@ -245,8 +261,11 @@ impl Database {
     /// schema and the stored data. On success returns the change (Triplit's `SchemaChange`);
     /// otherwise [`Error::IncompatibleSchema`] carries it, and nothing changes.
     pub fn set_schema(&self, schema: Schema) -> Result<SchemaChange> {
+        // Live queries catch up with the old schema first, and stay still until they have the new one.
+        let _updates = self.shared.fanout.lock_updates();
         let mut store = self.shared.store.lock();
-        let _updates = self.shared.live_reader.as_ref().map(|reader| reader.lock());
+        let old_schema = self.schema();
+        self.shared.fanout.catch_up_locked(&self.shared, store.backend(), old_schema.as_deref());
         let mut schema_slot = self.shared.schema.write();
         let backend = store.backend();
         let change = SchemaChange::evaluate(schema_slot.as_deref(), &schema, &mut |collection, visit| {
@@ -312,63 +331,9 @@ impl Database {
         // Every write committed so far is stamped at or before this, and no other is (the
         // next transaction starts only once the store is free).
         let checkpoint = self.shared.clock.current();
-        if !capture || touched.is_empty() {
-            // An earlier commit's live update may be under way: the checkpoint must not pass
-            // it before its data has reached the connections, so wait for it (same lock order).
-            let _updates = self.shared.live_reader.as_ref().map(|reader| reader.lock());
-            self.committed(checkpoint);
-            return Ok(output);
-        }
-        let Some(live_reader) = &self.shared.live_reader else {
-            self.update_live(store.backend(), schema.as_deref(), touched, &checkpoint);
-            self.committed(checkpoint);
-            return Ok(output);
-        };
-        // Live queries read this commit's state through their own reader connection, so the
-        // store is free for the next transaction (and readers) while they update. Their lock
-        // is taken before the store's is released: updates still run in commit order.
-        let mut reader = live_reader.lock();
-        let began = reader.backend().begin_read();
-        drop(store);
-        if let Err(e) = began {
-            // The commit is durable; live queries fall back to the writer's connection.
-            eprintln!("triplite: the live-query reader failed ({e}); reading through the writer");
-            drop(reader);
-            let mut store = self.shared.store.lock();
-            self.update_live(store.backend(), schema.as_deref(), touched, &checkpoint);
-        } else {
-            self.update_live(reader.backend(), schema.as_deref(), touched, &checkpoint);
-            reader.backend().end_read();
-        }
-        self.committed(checkpoint);
+        let touched = if capture { touched } else { Vec::new() };
+        self.shared.fanout.committed(&self.shared, touched, checkpoint);
         Ok(output)
-    }
-
-    /// Hands a commit's changes, as `backend` now reads them, to the live queries.
-    fn update_live(
-        &self,
-        backend: &mut dyn Backend,
-        schema: Option<&Schema>,
-        touched: Vec<transaction::Touched>,
-        checkpoint: &Timestamp,
-    ) {
-        let mut changes = Vec::with_capacity(touched.len());
-        for t in touched {
-            // The commit is durable: a failed read here must not report it as failed, so an
-            // unreadable entity reaches the live queries as deleted.
-            let after = backend.read_doc(&t.collection, &t.id).unwrap_or(None);
-            changes.push(Change { collection: t.collection, id: t.id, before: t.before, after });
-        }
-        self.shared.live.after_commit(backend, schema, changes, checkpoint);
-    }
-
-    /// Moves the sync checkpoint forward (commits' live updates may finish out of order with
-    /// commits that had none to make).
-    fn committed(&self, checkpoint: Timestamp) {
-        let mut committed = self.shared.committed.lock();
-        if committed.as_ref().is_none_or(|current| *current < checkpoint) {
-            *committed = Some(checkpoint);
-        }
     }
 
     /// Inserts one document; see [`Transaction::insert`].
@@ -430,6 +395,8 @@ impl Database {
 
     /// Subscribes to a query: the first result, then a new one after every commit that changes
     /// it (local writes and merged changes alike), over the returned subscription's channel.
+    /// A commit returns before its subscriptions update (on this database's live thread, in
+    /// commit order); see [`Database::flush_subscriptions`].
     pub fn subscribe(&self, query: &Query) -> Result<Subscription> {
         self.subscribe_as(None, query, Consumer::Channel)
     }
@@ -462,15 +429,22 @@ impl Database {
         query: &Query,
         consumer: Consumer,
     ) -> Result<Subscription> {
-        let mut store = self.shared.store.lock();
-        // No commit's live update is under way while the view opens (it reads the latest state).
-        let _updates = self.shared.live_reader.as_ref().map(|reader| reader.lock());
-        // Prepared under the store lock, so a concurrent `set_schema` cannot leave this view
-        // prepared for the old schema (it re-prepares only the views registered before it).
-        let schema = self.schema();
-        let prepared = transaction::prepare_read(query, schema.as_deref(), access.as_deref(), &Variables::new())?;
-        let source = Source { query: query.clone(), access };
-        self.shared.live.subscribe(store.backend(), schema.as_deref(), source, prepared, consumer)
+        // The view opens on the state every commit so far left, once their updates are done
+        // and before any later one starts; a schema change waits meanwhile, so `schema` is
+        // the one the view needs.
+        self.shared.fanout.catch_up(&self.shared, |backend, schema| {
+            let prepared = transaction::prepare_read(query, schema, access.as_deref(), &Variables::new())?;
+            let source = Source { query: query.clone(), access };
+            self.shared.live.subscribe(backend, schema, source, prepared, consumer)
+        })
+    }
+
+    /// Waits until every commit made so far has reached the subscriptions: channels hold
+    /// their results, sync feeds have them, callbacks are queued. Commits return before their
+    /// live queries update (on the database's live thread, in commit order); a caller that
+    /// must see a write's result right after it calls this.
+    pub fn flush_subscriptions(&self) {
+        self.shared.fanout.catch_up(&self.shared, |_, _| ());
     }
 
     /// A sync feed: every entity a client needs for `query` (encoded form), after each commit

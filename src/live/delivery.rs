@@ -93,7 +93,7 @@ pub(crate) type SyncFeed = Box<dyn FnMut(FeedEvent) + Send>;
 pub(crate) enum Sink {
     Channel(ChannelSink),
     Callback(Arc<CallbackSink>),
-    /// Called on the committing thread (see `Consumer::SyncFeed`).
+    /// Called where views update (see `Consumer::SyncFeed`).
     Inline(Mutex<SyncFeed>),
 }
 

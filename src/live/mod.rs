@@ -1,12 +1,11 @@
 //! Live queries: subscriptions whose results are kept up to date after every commit.
 //!
-//! Each commit hands the entities it changed to `LiveQueries::after_commit`, one commit at a
-//! time and in commit order, with a backend that reads exactly the state that commit left: the
-//! writer's connection while the store is still locked (in memory), or a reader connection
-//! whose snapshot began before the store was released (a SQLite file), so the next
-//! transaction need not wait. `routes` picks the views a change can affect, `view` updates
-//! each one (in place where it can), and `delivery` hands new results to consumers without
-//! waiting for them.
+//! Commits reach `LiveQueries::after_commit` one batch at a time, in commit order, off the
+//! committing thread (`db::fanout`), with a backend that reads exactly the state the batch
+//! left: a reader connection whose snapshot began while the store was locked (a SQLite file),
+//! or the writer's connection, still locked (in memory). `routes` picks the views a change can
+//! affect, `view` updates each one (in place where it can), and `delivery` hands new results
+//! to consumers without waiting for them.
 
 mod delivery;
 mod pages;
@@ -42,7 +41,7 @@ use view::{Output, View};
 pub(crate) struct LiveQueries {
     registry: Mutex<Registry>,
     /// Subscriptions dropped, whose views are removed by the next holder of `registry`: a
-    /// handle may be dropped where that lock is held (inside a feed, on the committing thread).
+    /// handle may be dropped where that lock is held (inside a feed, while commits update views).
     released: Mutex<Vec<ViewId>>,
     /// How many views are open: writers record what they change only when some are.
     open: AtomicUsize,
@@ -67,9 +66,9 @@ pub(crate) enum Consumer {
     Channel,
     Callback(Box<dyn FnMut(LiveResult) + Send>),
     /// The sync server's feed: every entity a client needs for the query (encoded form, keyed
-    /// by [`split_entity_key`]), handed over on the committing thread while the store is
-    /// locked — so in commit order, and the callback must be quick and must not use the
-    /// database.
+    /// by [`split_entity_key`]), handed over where the views update (the database's live
+    /// thread, or a caller catching up) — so in commit order, and the callback must be quick
+    /// and must not use the database.
     SyncFeed(SyncFeed),
 }
 

@@ -17,7 +17,7 @@ pub use hlc::{Clock, HybridClock, SystemClock, Timestamp};
 pub use sqlite::Durability;
 
 pub(crate) use memory::MemoryBackend;
-pub(crate) use readers::Readers;
+pub(crate) use readers::{Readers, Reading};
 pub(crate) use sqlite::SqliteBackend;
 pub(crate) use state::SetKind;
 

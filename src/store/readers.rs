@@ -36,7 +36,8 @@ impl Readers {
     }
 }
 
-struct Reading<'a>(&'a mut Store);
+/// A read transaction begun on a reader, ended when this goes (even in a panic).
+pub(crate) struct Reading<'a>(pub &'a mut Store);
 
 impl Drop for Reading<'_> {
     fn drop(&mut self) {

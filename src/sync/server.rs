@@ -81,9 +81,10 @@ impl SyncServer {
     }
 
     /// Opens a connection. `notify` is called (from any thread) when data for it is waiting
-    /// in [`Connection::drain`] — possibly on a committing thread that holds the database's
-    /// locks, so it must only wake the transport (never call into the database or the engine). A token that does not verify gives the frames that refuse
-    /// the connection (`CLOSE UNAUTHORIZED`, socket close 1008).
+    /// in [`Connection::drain`] — possibly on the database's live thread while it updates the
+    /// live queries, so it must only wake the transport (never call into the database or the
+    /// engine). A token that does not verify gives the frames that refuse the connection
+    /// (`CLOSE UNAUTHORIZED`, socket close 1008).
     pub fn connect(
         &self,
         request: &ConnectRequest,
@@ -556,7 +557,7 @@ impl Connection {
         Ok(())
     }
 
-    /// A query's entities after a commit (called on the committing thread).
+    /// A query's entities after a commit (called on the database's live thread).
     fn feed(&self, id: &str, generation: u64, snapshot: &Arc<Snapshot>, commit: Option<&Timestamp>) {
         let changed = {
             let mut state = self.state.lock();

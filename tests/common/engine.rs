@@ -65,6 +65,8 @@ pub const LATER: i64 = 4_000_000_000;
 pub struct Client {
     pub connection: Arc<Connection>,
     pub wakes: Arc<AtomicUsize>,
+    /// The server's database, whose live queries the client waits for before reading.
+    db: Database,
 }
 
 impl Client {
@@ -83,7 +85,7 @@ impl Client {
                 }),
             )
             .unwrap_or_else(|refusal| panic!("refused: {refusal:?}"));
-        Client { connection, wakes }
+        Client { connection, wakes, db: server.database().clone() }
     }
 
     pub fn send(&self, message_type: &str, payload: Json) {
@@ -95,7 +97,10 @@ impl Client {
         self.take_at(NOW)
     }
 
+    /// What is waiting once every commit so far has reached the connection's queries (they
+    /// update on the database's live thread).
     pub fn take_at(&self, now: i64) -> Vec<Json> {
+        self.db.flush_subscriptions();
         self.connection
             .drain(now)
             .into_iter()
