@@ -449,6 +449,34 @@ fn over_the_network_a_stop_closes_every_socket_with_1001() {
     assert_eq!(server.connection_count(), 0, "the engine forgot the connection");
 }
 
+/// A client that closes gets the close echoed (code and reason), so it sees a clean close,
+/// not an abnormal one (1006) after which the published client reconnects — with the token of
+/// the user who just signed out.
+#[test]
+fn a_close_from_the_client_is_answered_with_the_same_close() {
+    use tungstenite::protocol::CloseFrame;
+    use tungstenite::protocol::frame::coding::CloseCode;
+    let server = server();
+    let running = triplite::net::RunningServer::start(server.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let url = format!("ws://127.0.0.1:{}/?token={}", running.port(), user_token("alice", LATER));
+    let (mut socket, _) = tungstenite::connect(url).unwrap();
+    socket.read().unwrap();
+    let reason = r#"{"type":"MANUAL_DISCONNECT","retry":false}"#;
+    socket.close(Some(CloseFrame { code: CloseCode::Normal, reason: reason.into() })).unwrap();
+    let echoed = loop {
+        match socket.read() {
+            Ok(tungstenite::Message::Close(frame)) => break frame,
+            Ok(_) => continue,
+            Err(e) => panic!("expected the close echoed, got {e}"),
+        }
+    };
+    let echoed = echoed.expect("a close frame with a code");
+    assert_eq!((u16::from(echoed.code), echoed.reason.as_str()), (1000, reason));
+    // The handshake is complete: the server then ends the TCP connection.
+    assert!(matches!(socket.read(), Err(tungstenite::Error::ConnectionClosed)));
+    running.stop().unwrap();
+}
+
 /// An `ENTITY_DATA` taken while a commit's update is still reaching other connections carries
 /// that commit's stamp: the published client drops data stamped no later than what it holds
 /// (it missed updates and deletes when the stamp was the previous commit's).

@@ -67,6 +67,11 @@ pub async fn serve(
         .layer(tower_http::cors::CorsLayer::very_permissive())
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state);
+    // Frames are small and often come in pairs (an ack, then the query's data): without
+    // `TCP_NODELAY` the second waits for the client's delayed ACK, ~40 ms.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move {
             shutdown.await;
@@ -276,7 +281,15 @@ async fn connection(state: AppState, mut socket: WebSocket, params: HashMap<Stri
                     }
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                Some(Ok(Message::Close(_))) => {
+                    // Completes the closing handshake: without it the client sees an abnormal
+                    // close (1006) and reconnects.
+                    // The socket queued the reply (the client's code and reason) as it read the
+                    // close; it goes out with a flush.
+                    let _ = tokio::time::timeout(SEND_TIMEOUT, futures_util::SinkExt::flush(&mut socket)).await;
+                    break;
+                }
+                Some(Err(_)) | None => break,
             },
             _ = wake.notified() => {}
             _ = shutdown.changed() => {}

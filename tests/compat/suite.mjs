@@ -178,6 +178,52 @@ await step('offline changes, deletes included, converge after reconnect', async 
   await waitFor(async () => (await http.fetchById('todos', 'o3')) !== null, 'the offline insert on the server');
 });
 
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+await step('disconnect sticks: the server answers the close, so the client does not reconnect', async () => {
+  const c = client(userToken('dave'));
+  await ready(c);
+  const statuses = [];
+  c.onConnectionStatusChange((status) => statuses.push(status));
+  c.disconnect();
+  await waitFor(() => c.connectionStatus === 'CLOSED', 'closed');
+  // The client retries an abnormal close after 250 ms, then 500 ms, ...
+  await sleep(1500);
+  assert.equal(c.connectionStatus, 'CLOSED');
+  assert.ok(!statuses.slice(1).includes('OPEN'), `no reconnect, saw ${statuses.join(' → ')}`);
+});
+
+async function signInAndOut(name, signOut, signIn) {
+  await step(name, async () => {
+    const c = client(userToken('alice'));
+    let rows = [];
+    c.subscribe(c.query('todos'), (r) => { rows = r; });
+    await waitFor(() => rows.some((t) => t.owner === 'alice'), 'alice\'s rows');
+    await signOut(c);
+    const statuses = [];
+    const stop = c.onConnectionStatusChange((status) => statuses.push(status));
+    await sleep(1500);
+    assert.ok(!statuses.includes('OPEN') && c.connectionStatus !== 'OPEN', `signed out stays offline: ${statuses.join(' → ')}`);
+    assert.deepEqual(await c.fetch(c.query('todos'), { policy: 'local-only' }), [], 'an empty cache');
+    stop?.();
+    await signIn(c, userToken('bob'));
+    let seen = [];
+    c.subscribe(c.query('todos'), (r) => { seen = r; });
+    await waitFor(() => seen.length > 0 && seen.every((t) => t.owner === 'bob'), 'bob\'s rows only').catch((e) => { throw new Error(`${e.message}: saw ${JSON.stringify(seen.map((t) => t.id))}, status ${c.connectionStatus}, token ${!!c.token}`); });
+    await sleep(500);
+    assert.ok(seen.every((t) => t.owner === 'bob'), 'alice\'s rows never come back');
+    await c.disconnect();
+  });
+}
+
+// The Clerk guide's flow with the 1.x session API (its `updateToken` does not reach the sync
+// session: `connect()` after it reopens with the previous user's token).
+await signInAndOut(
+  'the Clerk flow (endSession, clear, startSession): the next user never sees the previous user\'s rows',
+  async (c) => { await c.endSession(); await c.clear(); },
+  async (c, token) => { await c.startSession(token); },
+);
+
 for (const c of [alice, alice2, bob]) await c.disconnect();
 console.log(`${results.length} passed`);
 process.exit(process.exitCode ?? 0);
