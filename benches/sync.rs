@@ -1,5 +1,5 @@
 //! Sync over loopback, triplite against the real Triplit server in the same run (started from
-//! ../shared/reference/triplit-harness, copied to target/ and `npm ci`-ed on first use), both in
+//! benches/triplit-harness, copied to target/ and `npm ci`-ed on first use), both in
 //! memory, both driven by the same raw-protocol Rust client:
 //! - client-to-client latency: client A sends `CHANGES` (one todo), client B — the same user,
 //!   subscribed to `completed = false order created_at desc limit 20` — receives it in
@@ -209,9 +209,9 @@ fn triplite(storage: &str, dir: &Path) -> Server {
 fn real_triplit() -> Server {
     let harness = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/triplit-harness");
     if !harness.join("node_modules/@triplit/server").exists() {
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/triplit-harness");
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/triplit-harness");
         std::fs::create_dir_all(&harness).unwrap();
-        for entry in std::fs::read_dir(&source).expect("../shared/reference/triplit-harness") {
+        for entry in std::fs::read_dir(&source).expect("benches/triplit-harness") {
             let entry = entry.unwrap();
             std::fs::copy(entry.path(), harness.join(entry.file_name())).unwrap();
         }

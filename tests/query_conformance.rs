@@ -1,4 +1,4 @@
-//! Replays the real Triplit server's answers (`../shared/reference/conformance/`) through the
+//! Replays the real Triplit server's answers (`tests/fixtures/conformance/`) through the
 //! Rust API, comparing by the rules of its README: multisets where order is not significant,
 //! tie groups as multisets, and limit cuts inside a tie group judged against the candidates.
 //!
@@ -13,7 +13,7 @@ use serde_json::{Map, Value as Json, json};
 use triplite::schema::DataType;
 use triplite::{Database, Error, Query, Schema, Variables};
 
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/reference/conformance");
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/conformance");
 
 fn read(name: &str) -> String {
     std::fs::read_to_string(format!("{DIR}/{name}")).unwrap_or_else(|e| panic!("{DIR}/{name}: {e}"))
