@@ -264,6 +264,21 @@ fn tokens_are_checked_at_connect_as_messages_pass_and_when_replaced() {
     closed(&alice.take_at((expires + 1) * 1000), "TOKEN_EXPIRED");
     assert!(alice.connection.is_closed());
 
+    // Expired a second ago at connect: refused with one CLOSE UNAUTHORIZED, no READY first
+    // (there is no leeway, as in Triplit).
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let request = ConnectRequest { token: Some(user_token("alice", now_s - 1)), schema_hash: None };
+    let refusal = server.connect(&request, Arc::new(|| {})).err().expect("refused at connect");
+    let texts: Vec<Json> = refusal
+        .iter()
+        .filter_map(|o| if let Outgoing::Text(t) = o { serde_json::from_str(t).ok() } else { None })
+        .collect();
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert_eq!(
+        (texts[0]["type"].as_str(), texts[0]["payload"]["type"].as_str()),
+        (Some("CLOSE"), Some("UNAUTHORIZED"))
+    );
+
     // A renewed token with the same roles keeps the connection, and its new expiry counts.
     let bob = Client::connect(&server, &user_token("bob", expires));
     bob.take();

@@ -39,7 +39,8 @@ pub struct AuthConfig {
     pub issuer: Option<String>,
     /// When set, an external token's `aud` must contain it.
     pub audience: Option<String>,
-    /// Seconds of clock skew allowed on `exp` and `nbf` (default 5 when `None`).
+    /// Seconds of clock skew allowed on `exp` and `nbf` (default 0, as Triplit: an expired
+    /// token is refused at once, over HTTP and WebSocket alike).
     pub leeway_seconds: Option<u64>,
 }
 
@@ -50,7 +51,8 @@ pub struct VerifiedToken {
     pub claims: Map<String, Json>,
     /// The `x-triplit-token-type` claim, when it was one of Triplit's token types.
     pub token_type: Option<String>,
-    /// `exp`, in seconds since the Unix epoch.
+    /// When the token stops being accepted, in seconds since the Unix epoch: `exp` plus the
+    /// configured leeway.
     pub expires_at: Option<i64>,
 }
 
@@ -84,7 +86,7 @@ impl Verifier {
                 .map(|p| p.split('.').map(str::to_owned).collect()),
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
-            leeway: config.leeway_seconds.unwrap_or(5),
+            leeway: config.leeway_seconds.unwrap_or(0),
         })
     }
 
@@ -143,7 +145,9 @@ impl Verifier {
         let data =
             jsonwebtoken::decode::<Map<String, Json>>(token, &key.key, &validation).map_err(verification_error)?;
         let mut claims = data.claims;
-        let expires_at = claims.get("exp").and_then(Json::as_i64);
+        // The leeway that let the token in also decides when an open connection closes.
+        let leeway = i64::try_from(self.leeway).unwrap_or(i64::MAX);
+        let expires_at = claims.get("exp").and_then(Json::as_i64).map(|exp| exp.saturating_add(leeway));
         if token_type.is_none() {
             if let Some(path) = &self.claims_path {
                 let nested = path

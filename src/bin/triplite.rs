@@ -114,6 +114,8 @@ struct Config {
     external_jwt_secret: Option<String>,
     project_id: String,
     claims_path: Option<String>,
+    /// Seconds an expired token is still accepted (`TOKEN_LEEWAY_SECONDS`, default 0).
+    token_leeway: u64,
     database: Option<PathBuf>,
     schema: Option<PathBuf>,
     limits: Limits,
@@ -143,6 +145,7 @@ fn main() {
                     external_jwt_secret: var("EXTERNAL_JWT_SECRET"),
                     project_id: var("PROJECT_ID").unwrap_or_else(|| "local-project-id".into()),
                     claims_path: var("CLAIMS_PATH"),
+                    token_leeway: leeway(&var)?,
                     database,
                     schema,
                     limits,
@@ -191,6 +194,7 @@ fn serve_config(
         external_jwt_secret: var("EXTERNAL_JWT_SECRET"),
         project_id: var("PROJECT_ID").unwrap_or_else(|| "local-project-id".into()),
         claims_path: var("CLAIMS_PATH"),
+        token_leeway: leeway(&var)?,
         database,
         schema,
         limits: limits.limits(&var)?,
@@ -202,9 +206,20 @@ fn serve_config(
     })
 }
 
+/// `TOKEN_LEEWAY_SECONDS`: clock skew allowed on `exp` and `nbf` (Triplit allows none).
+fn leeway(var: &dyn Fn(&str) -> Option<String>) -> Result<u64, String> {
+    match var("TOKEN_LEEWAY_SECONDS") {
+        Some(text) => {
+            text.parse().map_err(|_| format!("TOKEN_LEEWAY_SECONDS must be a whole number of seconds, not {text:?}"))
+        }
+        None => Ok(0),
+    }
+}
+
 fn run(config: Config, dev: bool) -> Result<(), String> {
     let mut builder = Database::builder()
         .client_id("server")
+        .token_leeway_seconds(config.token_leeway)
         .jwt_secret(&config.jwt_secret)
         .durability(config.durability)
         .cache_size_mib(config.cache_mb);

@@ -123,6 +123,12 @@ impl DatabaseBuilder {
         self
     }
 
+    /// Seconds of clock skew allowed on a token's `exp` and `nbf` (default 0, as Triplit).
+    pub fn token_leeway_seconds(mut self, seconds: u64) -> Self {
+        self.auth.leeway_seconds = Some(seconds);
+        self
+    }
+
     /// Every token setting at once (issuer, audience and leeway included).
     pub fn auth(mut self, config: AuthConfig) -> Self {
         self.auth = config;

@@ -54,7 +54,8 @@ impl Session {
         Session { db: self.db.clone(), access: Arc::new(principal), expires_at: self.expires_at }
     }
 
-    /// The token's `exp` (seconds since the Unix epoch), if it has one.
+    /// When the token stops being accepted (seconds since the Unix epoch): its `exp`, plus
+    /// the configured leeway for a verified token.
     pub fn expires_at(&self) -> Option<i64> {
         self.expires_at
     }
