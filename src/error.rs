@@ -58,6 +58,10 @@ pub enum Error {
     #[error("WritePermissionError: {operation} of {collection}/{id} is not allowed for roles [{}]", roles.join(", "))]
     WritePermission { collection: String, id: String, operation: crate::permissions::Operation, roles: Vec<String> },
 
+    /// An operation that is never valid, whatever the data: changing an entity's id.
+    #[error("InvalidOperationError: {0}")]
+    InvalidOperation(String),
+
     /// A request over one of the server's limits (queries per connection, …).
     #[error("LimitExceededError: {0}")]
     LimitExceeded(String),
@@ -92,6 +96,7 @@ impl Error {
             Error::Query { kind, .. } => kind.name(),
             Error::Auth { kind, .. } => kind.name(),
             Error::WritePermission { .. } => "WritePermissionError",
+            Error::InvalidOperation(_) => "InvalidOperationError",
             Error::LimitExceeded(_) => "LimitExceededError",
             Error::Storage(_) | Error::Corrupt(_) | Error::Io(_) => "TriplitError",
         }

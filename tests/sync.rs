@@ -379,9 +379,9 @@ fn the_http_api_answers_as_triplit() {
     assert_eq!(server.database().fetch_all("notes").unwrap().len(), 1);
     assert_eq!(call("/delete", &alice, json!({"collectionName": "todos", "entityId": "t1"})).0, 200);
     assert_eq!(call("/delete-all", &service, json!({"collectionName": "notes"})), (200, json!({})));
-    assert_eq!(call("/clear", &service, json!({})).0, 200);
+    let cleared = server.handle_http(&post("/clear", &service, "{}"));
+    assert_eq!((cleared.status, cleared.body), (200, Body::Text("")), "an empty body, as Triplit's");
     assert!(server.database().fetch_all("projects").unwrap().is_empty());
-    assert_eq!(call("/insert-triples", &service, json!({})).0, 410);
     assert_eq!(call("/nope", &service, json!({})).1["name"], "RouteNotFoundError");
 
     // Bad input: typed 4xx answers.
@@ -420,6 +420,83 @@ fn the_http_api_answers_as_triplit() {
     });
     assert_eq!((upload.status, json_body(upload.body)), (200, json!({})));
     assert!(server.database().fetch_by_id("projects", "p9").unwrap().is_some());
+}
+
+/// Where triplite's HTTP answers differed from the real server's (each failed before its fix).
+#[test]
+fn http_answers_that_differed_from_triplits_now_match() {
+    let server = server();
+    let service = service_bearer();
+    let alice = format!("Bearer {}", user_token("alice", LATER));
+    let call = |path: &str, auth: &str, body: Json| {
+        let text = body.to_string();
+        let answer = server.handle_http(&post(path, auth, &text));
+        (answer.status, answer.body)
+    };
+    let insert =
+        json!({"collectionName": "todos", "entity": {"id": "t1", "text": "a", "owner": "alice", "tags": ["x"]}});
+    assert_eq!(call("/insert", &alice, insert).0, 200);
+
+    // Ids are immutable: an id in `/update`'s changes is refused, not dropped.
+    let (status, body) = call(
+        "/update",
+        &alice,
+        json!({"collectionName": "todos", "entityId": "t1", "changes": {"id": "t9", "text": "b"}}),
+    );
+    let error = json_body(body);
+    assert_eq!((status, error["name"].as_str()), (400, Some("InvalidOperationError")));
+    assert_eq!(error["baseMessage"], "You are attempting to perform an operation that is not valid.");
+    assert_eq!(server.database().fetch_by_id("todos", "t1").unwrap().unwrap()["text"], "a", "nothing applied");
+
+    // A set given as an array adds its items.
+    let (status, _) =
+        call("/update", &alice, json!({"collectionName": "todos", "entityId": "t1", "changes": {"tags": ["y", "z"]}}));
+    assert_eq!(status, 200);
+    assert_eq!(server.database().fetch_by_id("todos", "t1").unwrap().unwrap()["tags"], json!(["x", "y", "z"]));
+
+    // Removed 0.x routes: the running 1.1.8 server answers 404 (its 410 branch is unreachable).
+    let (status, body) = call("/insert-triples", &service, json!({}));
+    assert_eq!((status, json_body(body)["name"].clone()), (404, json!("RouteNotFoundError")));
+
+    // The schema comes back as pushed, explicit `false` flags included.
+    let mut pushed = schema();
+    pushed["collections"]["notes"] = json!({"schema": {"type": "record", "properties": {
+        "id": {"type": "string", "config": {"nullable": false}},
+        "body": {"type": "string", "config": {"nullable": false, "optional": false}}}}});
+    assert_eq!(call("/override-schema", &service, json!({"schema": pushed})).0, 200);
+    let (_, body) = call("/schema", &service, json!({}));
+    assert_eq!(json_body(body)["schema"], pushed);
+
+    // `_metadata` holds the schema as the row `_schema`, for service tokens.
+    let metadata = json!({"query": {"collectionName": "_metadata", "where": [["id", "=", "_schema"]]}});
+    let (status, body) = call("/fetch", &service, metadata.clone());
+    let rows = json_body(body);
+    assert_eq!(status, 200);
+    assert_eq!(rows[0]["id"], "_schema");
+    assert_eq!(rows[0]["collections"], pushed["collections"]);
+    assert_eq!(rows[0]["roles"], pushed["roles"]);
+    assert_eq!(call("/fetch", &alice, metadata.clone()).0, 400, "not for users: it holds every rule");
+
+    // `/clear` clears what is stored even after its collection left the schema; the schema
+    // stays until `full`.
+    server.database().insert("notes", json!({"id": "n1", "body": "kept?"})).unwrap();
+    assert_eq!(call("/override-schema", &service, json!({"schema": schema()})).0, 200);
+    assert_eq!(call("/clear", &service, json!({})).0, 200);
+    assert!(
+        server
+            .database()
+            .collection_names()
+            .unwrap()
+            .iter()
+            .all(|c| { server.database().fetch_all(c).map(|rows| rows.is_empty()).unwrap_or(true) })
+    );
+    let (status, body) = call("/fetch", &service, metadata.clone());
+    assert_eq!((status, json_body(body).as_array().map(Vec::len)), (200, Some(1)), "the schema stays");
+    assert_eq!(call("/override-schema", &service, json!({"schema": pushed})).0, 200, "later pushes work");
+    assert_eq!(call("/clear", &service, json!({"full": true})).0, 200);
+    let (_, body) = call("/fetch", &service, metadata);
+    assert_eq!(json_body(body), json!([]), "full: the schema is gone too");
+    assert!(server.database().schema().is_none());
 }
 
 #[test]

@@ -295,10 +295,41 @@ impl Database {
         let schema = Arc::new(schema);
         *schema_slot = Some(schema.clone());
         drop(schema_slot);
-        self.shared.live.schema_changed(store.backend(), Some(&schema), &|source: &Source| {
-            transaction::prepare_read(&source.query, Some(&schema), source.access.as_deref(), &Variables::new())
-        });
+        self.views_follow_schema(store.backend(), Some(&schema));
         Ok(change)
+    }
+
+    /// Prepares every live view again for a new schema (the caller holds the update lock and
+    /// the store lock); a view whose query the schema rejects ends.
+    fn views_follow_schema(&self, backend: &dyn Backend, schema: Option<&Schema>) {
+        self.shared.live.schema_changed(backend, schema, &|source: &Source| {
+            transaction::prepare_read(&source.query, schema, source.access.as_deref(), &Variables::new())
+        });
+    }
+
+    /// Deletes every entity in one transaction, in every collection stored — also those the
+    /// schema no longer declares; the schema stays. Subscriptions and sync clients see the
+    /// deletes.
+    pub fn clear(&self) -> Result<()> {
+        self.transact(|tx| tx.delete_every_entity())
+    }
+
+    /// [`Database::clear`], then forgets the schema too: the database is schemaless after.
+    pub fn clear_with_schema(&self) -> Result<()> {
+        self.clear()?;
+        let _updates = self.shared.fanout.lock_updates();
+        let mut store = self.shared.store.lock();
+        let old_schema = self.schema();
+        self.shared.fanout.catch_up_locked(&self.shared, store.backend(), old_schema.as_deref());
+        let backend = store.backend();
+        backend.begin()?;
+        if let Err(e) = backend.delete_meta(META_SCHEMA).and_then(|_| backend.commit()) {
+            backend.rollback();
+            return Err(e);
+        }
+        *self.shared.schema.write() = None;
+        self.views_follow_schema(store.backend(), None);
+        Ok(())
     }
 
     /// Runs `work` in one transaction: everything it writes commits together, or — if it

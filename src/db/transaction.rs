@@ -142,6 +142,24 @@ impl<'a> Transaction<'a> {
         self.store.apply_delete(collection, id, &ts)
     }
 
+    /// Deletes every entity the store holds, in every collection — also those the schema no
+    /// longer declares (Triplit's `/clear`). Runs without rules: for the database itself.
+    pub(super) fn delete_every_entity(&mut self) -> Result<()> {
+        for collection in self.store.backend().collection_names()? {
+            let mut ids = Vec::new();
+            self.store.backend().scan(&collection, &Access::Scan, &[], &mut |id, _| {
+                ids.push(id.to_owned());
+                Ok(true)
+            })?;
+            for id in ids {
+                self.remember(&collection, &id)?;
+                let ts = self.tick();
+                self.store.apply_delete(&collection, &id, &ts)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The entity with this id (API form), or `None` (also when the session may not read it).
     pub fn fetch_by_id(&mut self, collection: &str, id: &str) -> Result<Option<Json>> {
         if self.rules_apply() {

@@ -85,6 +85,7 @@ impl From<Error> for Failure {
             Error::WritePermission { .. } => TRIPLITE_PERMISSION,
             Error::Auth { .. } => TRIPLITE_AUTH,
             Error::Query { .. } | Error::LimitExceeded(_) => TRIPLITE_QUERY,
+            Error::InvalidOperation(_) => TRIPLITE_SCHEMA,
             Error::Storage(_) | Error::Corrupt(_) | Error::Io(_) => TRIPLITE_STORAGE,
         };
         Failure { status, message: format!("{}: {error}", error.name()) }

@@ -17,7 +17,7 @@ pub(crate) use types::{Site, describe_json, encode_record};
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value as Json, json};
+use serde_json::{Map, Value as Json};
 
 use crate::error::{Error, Result};
 
@@ -26,6 +26,9 @@ use crate::error::{Error, Result};
 pub struct Schema {
     collections: BTreeMap<String, Collection>,
     roles: Option<Map<String, Json>>,
+    /// The JSON it was parsed from, given back by [`Schema::to_json`]: rebuilding it from the
+    /// parsed options would drop what they make implicit (an explicit `nullable: false`).
+    source: Json,
 }
 
 /// One collection of a schema.
@@ -106,7 +109,7 @@ impl Schema {
                 ));
             }
         };
-        let schema = Schema { collections, roles };
+        let schema = Schema { collections, roles, source: json.clone() };
         schema.check_relationship_targets()?;
         Ok(schema)
     }
@@ -125,15 +128,9 @@ impl Schema {
         Ok(())
     }
 
-    /// The schema in Triplit's JSON form.
+    /// The schema in Triplit's JSON form: exactly what it was parsed from.
     pub fn to_json(&self) -> Json {
-        let collections: Map<String, Json> = self.collections.iter().map(|(k, c)| (k.clone(), c.to_json())).collect();
-        let mut root = Map::new();
-        root.insert("collections".into(), Json::Object(collections));
-        if let Some(roles) = &self.roles {
-            root.insert("roles".into(), Json::Object(roles.clone()));
-        }
-        Json::Object(root)
+        self.source.clone()
     }
 
     /// A collection by name.
@@ -211,33 +208,6 @@ impl Collection {
         Ok(Collection { attributes, relationships, permissions, indexes })
     }
 
-    fn to_json(&self) -> Json {
-        let properties: Map<String, Json> = self.attributes.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
-        let mut out = Map::new();
-        out.insert("schema".into(), json!({"type": "record", "properties": properties, "config": {}}));
-        if !self.relationships.is_empty() {
-            let rels: Map<String, Json> = self
-                .relationships
-                .iter()
-                .map(|(k, r)| {
-                    let cardinality = match r.cardinality {
-                        Cardinality::One => "one",
-                        Cardinality::Many => "many",
-                    };
-                    (k.clone(), json!({"query": r.query, "cardinality": cardinality}))
-                })
-                .collect();
-            out.insert("relationships".into(), Json::Object(rels));
-        }
-        if let Some(perms) = &self.permissions {
-            out.insert("permissions".into(), Json::Object(perms.clone()));
-        }
-        if !self.indexes.is_empty() {
-            out.insert("indexes".into(), json!(self.indexes));
-        }
-        Json::Object(out)
-    }
-
     /// The type of an attribute path (`["profile", "city"]`).
     pub fn attribute_type(&self, path: &[&str]) -> Option<&DataType> {
         let (head, rest) = path.split_first()?;
@@ -275,6 +245,14 @@ impl Collection {
             );
         }
         Ok(encoded)
+    }
+
+    /// An encoded partial whose sets may be given as arrays of items (`{tags: ["x"]}`, as
+    /// raw HTTP callers of Triplit's `/update` write them): each array becomes the encoded
+    /// additions of its items (`{x: true}`), in records at any depth. Other values are left
+    /// for [`Collection::validate_encoded`].
+    pub(crate) fn set_arrays_as_additions(&self, name: &str, patch: &mut Map<String, Json>) -> Result<()> {
+        types::set_arrays_as_additions(&self.attributes, patch, &Site::root(name))
     }
 
     /// An encoded entity a merge creates, completed: defaults filled in, required attributes

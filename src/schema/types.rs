@@ -534,6 +534,24 @@ impl DataType {
     }
 }
 
+/// See [`super::Collection::set_arrays_as_additions`].
+pub(crate) fn set_arrays_as_additions(
+    properties: &BTreeMap<String, DataType>,
+    fields: &mut Map<String, Json>,
+    site: &Site,
+) -> Result<()> {
+    for (key, value) in fields.iter_mut() {
+        match (properties.get(key), &mut *value) {
+            (Some(set @ DataType::Set { .. }), Json::Array(_)) => *value = set.encode(value, &site.child(key))?,
+            (Some(DataType::Record { properties, .. }), Json::Object(nested)) => {
+                set_arrays_as_additions(properties, nested, &site.child(key))?
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Encodes the fields of a whole record against its properties: defaults fill missing
 /// attributes, and required ones must be present. (Patches go through `encode_patch`.)
 pub(crate) fn encode_record(

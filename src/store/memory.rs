@@ -239,4 +239,12 @@ impl Backend for MemoryBackend {
         self.meta.insert(key.to_owned(), value.to_vec());
         Ok(())
     }
+
+    fn delete_meta(&mut self, key: &str) -> Result<()> {
+        let previous = self.meta.remove(key);
+        if let Some(undo) = &mut self.undo {
+            undo.push(Undo::Meta { key: key.to_owned(), previous });
+        }
+        Ok(())
+    }
 }

@@ -211,6 +211,7 @@ pub(crate) trait Backend: Send {
 
     fn read_meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
     fn write_meta(&mut self, key: &str, value: &[u8]) -> Result<()>;
+    fn delete_meta(&mut self, key: &str) -> Result<()>;
 }
 
 /// Merges writes into entity rows.

@@ -477,4 +477,9 @@ impl Backend for SqliteBackend {
             .execute(params![key, value])?;
         Ok(())
     }
+
+    fn delete_meta(&mut self, key: &str) -> Result<()> {
+        self.conn.prepare_cached("DELETE FROM meta WHERE key = ?1")?.execute([key])?;
+        Ok(())
+    }
 }

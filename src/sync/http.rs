@@ -58,8 +58,8 @@ impl From<Error> for Response {
     }
 }
 
-/// Routes Triplit answers `410 Gone` (0.x endpoints).
-const REMOVED: [&str; 4] = ["insert-triples", "delete-triples", "query-triples", "queryTriples"];
+/// The collection where Triplit keeps the schema (as the entity `_schema`).
+const METADATA: &str = "_metadata";
 
 impl SyncServer {
     /// Answers one HTTP request of Triplit's API.
@@ -88,9 +88,6 @@ impl SyncServer {
             ));
         }
         let route = request.path.trim_start_matches('/');
-        if REMOVED.contains(&route) {
-            return Response::json(410, json!({}));
-        }
         let body = match parse_body(request, route) {
             Ok(body) => body,
             Err(response) => return response,
@@ -138,7 +135,25 @@ impl SyncServer {
 
     fn fetch(&self, session: &Session, body: &Map<String, Json>) -> crate::Result<Response> {
         let query = Query::from_json(field(body, "query")?)?;
+        if query.collection == METADATA && session.is_service() {
+            return Ok(Response::ok(Json::Array(self.metadata(&query)?)));
+        }
         Ok(Response::ok(Json::Array(session.fetch(&query)?)))
+    }
+
+    /// Triplit's `_metadata` collection, read-only: the schema as the row `_schema`
+    /// (`{id, collections, roles}`), for service tokens. The query runs over that row as over
+    /// any schemaless collection.
+    fn metadata(&self, query: &Query) -> crate::Result<Vec<Json>> {
+        // `_metadata` is no name for a collection of ours (a leading `_`): it is read as `metadata`.
+        const HELD_AS: &str = "metadata";
+        let rows = crate::Database::in_memory()?;
+        if let Some(schema) = self.database().schema() {
+            let mut row = schema.to_json();
+            row["id"] = json!("_schema");
+            rows.insert(HELD_AS, row)?;
+        }
+        rows.fetch(&Query { collection: HELD_AS.to_owned(), ..query.clone() })
     }
 
     fn update_token_route(&self, session: &Session, body: &Map<String, Json>) -> crate::Result<Response> {
@@ -184,9 +199,14 @@ impl SyncServer {
                 delete_all(session, &[collection.to_owned()])?;
                 Response::ok(json!({}))
             }
+            // Everything stored goes, also collections the schema no longer has; `full` takes
+            // the schema too. The answer is empty, as Triplit's.
             "clear" => {
-                delete_all(session, &db.collection_names()?)?;
-                Response::ok(json!({}))
+                match body.get("full").and_then(Json::as_bool) {
+                    Some(true) => db.clear_with_schema()?,
+                    _ => db.clear()?,
+                }
+                Response { status: 200, body: Body::Text("") }
             }
             "stats" => {
                 let mut stats = Vec::new();
@@ -270,16 +290,24 @@ fn bulk_insert(session: &Session, body: &Map<String, Json>, no_return: bool) -> 
     Ok(Response::ok(if no_return { json!({}) } else { Json::Object(output) }))
 }
 
-/// `changes` is an encoded partial (sets as `{item: bool}`, dates as ISO strings), applied
-/// as a client's `CHANGES` update would be — but to an entity that must exist.
+/// `changes` is an encoded partial (sets as `{item: bool}` or an array of items to add, dates
+/// as ISO strings), applied as a client's `CHANGES` update would be — but to an entity that
+/// must exist, and never to its id.
 fn update(session: &Session, body: &Map<String, Json>) -> crate::Result<Response> {
     let collection = string(body, "collectionName")?;
     let id = string(body, "entityId")?;
     let Json::Object(patch) = field(body, "changes")? else {
         return Err(Error::invalid_json("request body", "'changes' must be an object"));
     };
+    if let Some(new_id) = patch.get("id") {
+        return Err(Error::InvalidOperation(format!(
+            "Attempted to update the id of an entity in the {collection} to {new_id}. The 'id' attribute of an entity is immutable and cannot be updated."
+        )));
+    }
     let mut patch = patch.clone();
-    patch.remove("id");
+    if let Some(schema) = session.database().schema() {
+        schema.collection(collection)?.set_arrays_as_additions(collection, &mut patch)?;
+    }
     session.transact(|tx| {
         if tx.fetch_by_id(collection, id)?.is_none() {
             return Err(Error::NotFound { collection: collection.to_owned(), id: id.to_owned() });

@@ -254,6 +254,26 @@ impl WireError {
     }
 }
 
+/// The fixed `baseMessage` Triplit gives an error name, for the names whose message never
+/// varies: what was wrong in particular goes in `contextMessage`, as there.
+fn triplit_base_message(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "NoTokenProvidedError" => "No token provided.",
+        "InvalidAuthenticationSchemeError" => "Must use Bearer authentication scheme.",
+        "InvalidTokenSignatureError" => "The signature on your token could not be verified successfully.",
+        "InvalidTokenPayloadError" => "The token payload is invalid.",
+        "ServiceKeyRequiredError" => "Service token required.",
+        "TokenVerificationError" => "Error verifying token.",
+        "InvalidOperationError" => "You are attempting to perform an operation that is not valid.",
+        "InvalidFilterError" => "Your query passed a filter that is invalid.",
+        "InvalidOrderClauseError" => "An order clause has been determined to be invalid.",
+        "InvalidWhereClauseError" => "A where clause has been determined to be invalid.",
+        "InvalidSelectClauseError" => "The select clause of this query has been determined to be invalid.",
+        "AfterClauseWithNoOrderError" => "The 'after' clause must be used after an 'order' clause.",
+        _ => return None,
+    })
+}
+
 impl From<&Error> for WireError {
     fn from(error: &Error) -> Self {
         let base = match error {
@@ -275,7 +295,10 @@ impl From<&Error> for WireError {
                 text.strip_prefix(name).map(|rest| rest.trim_start_matches(':').trim().to_owned()).unwrap_or(text)
             }
         };
-        WireError::new(error.name(), base, error.status())
+        match triplit_base_message(error.name()) {
+            Some(fixed) if fixed != base => WireError::new(error.name(), fixed, error.status()).with_context(base),
+            _ => WireError::new(error.name(), base, error.status()),
+        }
     }
 }
 
