@@ -308,10 +308,15 @@ triplite_status triplite_session_fetch_by_id(const triplite_session *session,
                                              char **out_err);
 
 /**
- * Subscribes to a query: `on_result` receives the first result, then a new one after every
- * commit that changes it. Callbacks run one at a time on the database's delivery thread
- * (never the caller's), in commit order; a slow callback makes later results coalesce into
- * one, never blocks writers. A callback may call any function of this library, including
+ * Subscribes to a query: `on_result` receives its result, then a new one after commits that
+ * change it. Callbacks run one at a time on the database's delivery thread (never the
+ * caller's), in commit order, and never block writers. Results merge: each subscription has
+ * at most one result waiting, the latest, and a newer one replaces it until its callback
+ * starts. So the first callback may already include writes committed just after subscribing
+ * (its `added` lists them with the rest), quick commits may arrive as one result,
+ * and the last callback always shows the state after the last commit that changed the
+ * result; each one carries the whole result and the net change since the previous callback.
+ * A callback may call any function of this library, including
  * writes and `triplite_subscription_free` of its own subscription. `destroy` (may be NULL)
  * is called once with `user_data` after the last callback — also when subscribing fails: by
  * `triplite_subscription_free` itself, or, when a callback frees its own subscription, on the

@@ -1,4 +1,4 @@
-//! The query engine: Triplit's query language, parsed ([`ast`]), prepared against the schema,
+//! The query engine: Triplit's query language, parsed (`ast`), prepared against the schema,
 //! planned onto indexes, and executed with one filter evaluator shared with permissions and
 //! live queries.
 
