@@ -90,6 +90,46 @@ fn includes_exists_and_relational_order_ship_the_entities_they_read() {
     assert!(sets(&data, "todos").is_empty() && sets(&data, "projects").is_empty(), "the client holds both");
 }
 
+/// A client answers a one-relation with one row and an `exists` with one match: that is all
+/// it is sent (every candidate was, though HTTP answered right).
+#[test]
+fn one_relations_and_exists_ship_one_related_row() {
+    let server = server();
+    let db = server.database().clone();
+    db.insert("projects", json!({"id": "p1", "name": "Garden"})).unwrap();
+    for id in ["t1", "t2", "t3"] {
+        db.insert("todos", json!({"id": id, "text": id, "owner": "alice", "project_id": "p1"})).unwrap();
+    }
+    let todos_of_p1 =
+        json!({"collectionName": "todos", "where": [["project_id", "=", "$1.id"]], "order": [["id", "DESC"]]});
+    let alice = Client::connect(&server, &user_token("alice", LATER));
+    alice.take();
+    let data = alice.subscribe(
+        "latest",
+        json!({"collectionName": "projects", "include": {"latest": {"subquery": todos_of_p1, "cardinality": "one"}}}),
+    );
+    assert_eq!((sets(&data, "projects"), sets(&data, "todos")), (vec!["p1".into()], vec!["t3".to_owned()]));
+    db.delete("todos", "t3").unwrap();
+    let data = alice.one("ENTITY_DATA");
+    assert_eq!(
+        (sets(&data, "todos"), deletes(&data, "todos")),
+        (vec!["t2".into()], vec!["t3".to_owned()]),
+        "the next one takes its place"
+    );
+
+    let other = Client::connect(&server, &user_token("alice", LATER));
+    other.take();
+    let data = other.subscribe(
+        "busy",
+        json!({"collectionName": "projects", "where": [{"exists": {"collectionName": "todos", "where": [["project_id", "=", "$1.id"]]}}]}),
+    );
+    assert_eq!(
+        (sets(&data, "projects"), sets(&data, "todos").len()),
+        (vec!["p1".into()], 1),
+        "one match shows it exists"
+    );
+}
+
 #[test]
 fn a_checkpoint_skips_unchanged_entities_and_sends_what_happened_offline() {
     let server = server();

@@ -101,9 +101,17 @@ impl<'a> Executor<'a> {
     ) -> Result<()> {
         let mut chain: Vec<&Document> = ancestors.to_vec();
         chain.push(doc);
-        let mut subqueries: Vec<(&Prepared, Option<usize>)> =
-            query.include.iter().map(|i| (&i.query, i.query.limit)).collect();
-        subqueries.extend(exists_in(&query.filters[..query.own_filters]).into_iter().map(|sub| (sub, None)));
+        // Exactly what a client needs to answer the query itself: a one-relation's first row
+        // (whatever its own limit), and one match per `exists`.
+        let included = query.include.iter().map(|i| {
+            let limit = match i.cardinality {
+                Cardinality::One => Some(i.query.limit.map_or(1, |limit| limit.min(1))),
+                Cardinality::Many => i.query.limit,
+            };
+            (&i.query, limit)
+        });
+        let mut subqueries: Vec<(&Prepared, Option<usize>)> = included.collect();
+        subqueries.extend(exists_in(&query.filters[..query.own_filters]).into_iter().map(|sub| (sub, Some(1))));
         for (sub, limit) in subqueries {
             for (id, related) in self.rows(sub, &chain, false, limit)?.0 {
                 self.related_in(sub, &related, &chain, out)?;
