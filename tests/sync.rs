@@ -539,6 +539,60 @@ fn http_answers_that_differed_from_triplits_now_match() {
     assert!(server.database().schema().is_none());
 }
 
+/// A write to a row the session cannot read goes ahead when its own rule allows it; otherwise
+/// it is answered exactly as one to a missing row, over HTTP and sync alike — so a denial never
+/// tells a user which ids exist.
+#[test]
+fn writes_to_unreadable_rows_follow_their_rule_and_otherwise_look_missing() {
+    let server = server();
+    let db = server.database().clone();
+    db.insert("notes", json!({"id": "n1", "owner": "alice", "text": "private"})).unwrap();
+    db.insert("todos", json!({"id": "t1", "text": "alice's", "owner": "alice"})).unwrap();
+    let bob = format!("Bearer {}", user_token("bob", LATER));
+    let call = |path: &str, body: Json| {
+        let answer = server.handle_http(&post(path, &bob, &body.to_string()));
+        (answer.status, json_body(answer.body))
+    };
+
+    // Update allowed, read not: applied (Triplit applies it too).
+    let update = |id: &str| json!({"collectionName": "notes", "entityId": id, "changes": {"text": "seen by bob?"}});
+    assert_eq!(call("/update", update("n1")).0, 200);
+    assert_eq!(db.fetch_by_id("notes", "n1").unwrap().unwrap()["text"], "seen by bob?");
+
+    // Denied on an unreadable row: the very answer a missing row gets, and nothing changes.
+    let hidden = call("/update", json!({"collectionName": "todos", "entityId": "t1", "changes": {"text": "x"}}));
+    let missing = call("/update", json!({"collectionName": "todos", "entityId": "t0", "changes": {"text": "x"}}));
+    assert_eq!(hidden.0, 404);
+    assert_eq!(hidden.1.to_string().replace("t1", "t0"), missing.1.to_string());
+    for (collection, id) in [("todos", "t1"), ("notes", "n1")] {
+        let hidden = call("/delete", json!({"collectionName": collection, "entityId": id}));
+        let missing = call("/delete", json!({"collectionName": collection, "entityId": "nope"}));
+        assert_eq!((hidden.clone(), missing), ((200, json!({})), (200, json!({}))), "{collection}");
+    }
+    assert!(db.fetch_by_id("todos", "t1").unwrap().is_some() && db.fetch_by_id("notes", "n1").unwrap().is_some());
+
+    // Over sync: denied deletes and updates of unreadable rows are acknowledged and dropped,
+    // as those of missing rows are; the rest of the transaction lands.
+    let client = Client::connect(&server, &user_token("bob", LATER));
+    client.take();
+    let changes = json!({"json": {
+        "todos": {"sets": [["t1", {"text": "x"}], ["t0", {"text": "x"}], ["b1", {"id": "b1", "text": "bob's", "owner": "bob"}]], "deletes": []},
+        "notes": {"sets": [], "deletes": ["n1", "n0"]}},
+        "meta": {"values": {"todos.sets": ["map"], "todos.deletes": ["set"], "notes.sets": ["map"], "notes.deletes": ["set"]}, "v": 1}});
+    client.send("CHANGES", json!({"changes": changes}));
+    let answer = client.take();
+    assert!(answer.iter().any(|m| m["type"] == "CHANGES_ACK"), "{answer:?}");
+    assert_eq!(db.fetch_by_id("todos", "t1").unwrap().unwrap()["text"], "alice's");
+    assert!(db.fetch_by_id("notes", "n1").unwrap().is_some());
+    assert!(db.fetch_by_id("todos", "b1").unwrap().is_some());
+    // The owner's own denied-free writes still work.
+    let alice = format!("Bearer {}", user_token("alice", LATER));
+    let deleted =
+        server.handle_http(&post("/delete", &alice, &json!({"collectionName": "notes", "entityId": "n1"}).to_string()));
+    assert_eq!(deleted.status, 200);
+    assert!(db.fetch_by_id("notes", "n1").unwrap().is_none());
+}
+
 #[test]
 fn a_query_the_new_schema_rejects_ends_with_an_error_to_its_client() {
     let server = server();

@@ -107,11 +107,11 @@ impl<'a> Transaction<'a> {
         let schema = self.schema();
         let shape = shape(&schema, collection)?;
         let fields = as_object(collection, &patch)?;
-        let current = self
-            .store
-            .backend()
-            .read_doc(collection, id)?
-            .ok_or_else(|| Error::NotFound { collection: collection.to_owned(), id: id.to_owned() })?;
+        let missing = || Error::NotFound { collection: collection.to_owned(), id: id.to_owned() };
+        let current = self.store.backend().read_doc(collection, id)?.ok_or_else(missing)?;
+        if self.hidden_from(collection, id, &current, Operation::Update)? {
+            return Err(missing());
+        }
         if let Some(new_id) = fields.get("id") {
             if new_id.as_str() != Some(id) {
                 return Err(Error::TypeMismatch {
@@ -134,8 +134,10 @@ impl<'a> Transaction<'a> {
     /// Deletes an entity; deleting one that does not exist does nothing.
     pub fn delete(&mut self, collection: &str, id: &str) -> Result<()> {
         shape(&self.schema, collection)?;
-        if self.store.backend().read_doc(collection, id)?.is_none() {
-            return Ok(());
+        match self.store.backend().read_doc(collection, id)? {
+            None => return Ok(()),
+            Some(current) if self.hidden_from(collection, id, &current, Operation::Delete)? => return Ok(()),
+            Some(_) => {}
         }
         self.remember(collection, id)?;
         let ts = self.tick();
@@ -247,17 +249,7 @@ impl<'a> Transaction<'a> {
                 (None, None) => Vec::new(),
             };
             for (operation, entity, prev) in checks {
-                let mut vars = session_vars(Some(&access), &Variables::new());
-                if let Some(prev) = prev {
-                    vars = vars.with_scope("$prev", Json::Object(prev.clone()));
-                }
-                let rule = prepare(
-                    &Query::new(touched.collection.clone()),
-                    schema.as_deref(),
-                    &vars,
-                    Some(Rules { roles: &access.roles, operation }),
-                )?;
-                if !Executor::new(self.store.backend(), schema.as_deref()).satisfies(&rule, entity)? {
+                if !self.allows(&access, schema.as_deref(), &touched.collection, operation, entity, prev)? {
                     return Err(Error::WritePermission {
                         collection: touched.collection.clone(),
                         id: touched.id.clone(),
@@ -269,6 +261,51 @@ impl<'a> Transaction<'a> {
         }
         self.touched = touched_list;
         Ok(())
+    }
+
+    /// Whether `access`'s rule for `operation` on `collection` holds for `entity` (`prev`: the
+    /// entity before an update, as `$prev`).
+    fn allows(
+        &mut self,
+        access: &Principal,
+        schema: Option<&Schema>,
+        collection: &str,
+        operation: Operation,
+        entity: &Document,
+        prev: Option<&Document>,
+    ) -> Result<bool> {
+        let mut vars = session_vars(Some(access), &Variables::new());
+        if let Some(prev) = prev {
+            vars = vars.with_scope("$prev", Json::Object(prev.clone()));
+        }
+        let rule = prepare(&Query::new(collection), schema, &vars, Some(Rules { roles: &access.roles, operation }))?;
+        Executor::new(self.store.backend(), schema).satisfies(&rule, entity)
+    }
+
+    /// Whether the existing entity `current` is, to this session, missing for a write of
+    /// `operation`: it may not read it, and its rule for the operation denies it. Such a write
+    /// is answered as one of a missing entity, so a denial never tells which ids exist. (A
+    /// write its own rule allows goes ahead, readable or not: each operation has its rule.)
+    fn hidden_from(&mut self, collection: &str, id: &str, current: &Document, operation: Operation) -> Result<bool> {
+        let Some(access) = self.access.clone().filter(|a| !a.bypass) else { return Ok(false) };
+        if !self.fetch(&Query::new(collection).filter("id", "=", id))?.is_empty() {
+            return Ok(false);
+        }
+        let schema = self.schema();
+        Ok(!self.allows(&access, schema.as_deref(), collection, operation, current, None)?)
+    }
+
+    /// Merges an encoded partial into an entity that must exist (HTTP `/update`): one that is
+    /// missing, or hidden from the session and not updatable by it, is [`Error::NotFound`].
+    pub(crate) fn patch_existing(&mut self, collection: &str, id: &str, patch: Map<String, Json>) -> Result<()> {
+        let missing = || Error::NotFound { collection: collection.to_owned(), id: id.to_owned() };
+        let current = self.store.backend().read_doc(collection, id)?.ok_or_else(missing)?;
+        if self.hidden_from(collection, id, &current, Operation::Update)? {
+            return Err(missing());
+        }
+        let mut changes = Changes::default();
+        changes.set(collection, id, patch);
+        self.commit_changes(&changes).map(drop)
     }
 
     /// Stamps changes (encoded form) with one tick of the database's clock and merges them —
@@ -291,13 +328,29 @@ impl<'a> Transaction<'a> {
                     def.validate_encoded(collection, fields)?;
                 }
             }
-            for id in batch.deletes.iter().chain(batch.sets.keys()) {
+            // A delete or update of an entity hidden from the session whose rule denies it is
+            // dropped, as one of a missing entity is (see `hidden_from`).
+            let mut hidden = HashSet::new();
+            for (id, operation) in batch.deletes.iter().map(|id| (id, Operation::Delete)).chain(
+                batch
+                    .sets
+                    .iter()
+                    .filter(|(_, fields)| !fields.contains_key("id"))
+                    .map(|(id, _)| (id, Operation::Update)),
+            ) {
+                if let Some(current) = self.store.backend().read_doc(collection, id)? {
+                    if self.hidden_from(collection, id, &current, operation)? {
+                        hidden.insert(id.clone());
+                    }
+                }
+            }
+            for id in batch.deletes.iter().chain(batch.sets.keys()).filter(|id| !hidden.contains(*id)) {
                 self.remember(collection, id)?;
             }
-            for id in &batch.deletes {
+            for id in batch.deletes.iter().filter(|id| !hidden.contains(*id)) {
                 self.store.apply_delete(collection, id, ts)?;
             }
-            for (id, fields) in &batch.sets {
+            for (id, fields) in batch.sets.iter().filter(|(id, _)| !hidden.contains(*id)) {
                 let kind = match fields.get("id") {
                     Some(Json::String(own)) if own == id => SetKind::Insert,
                     Some(other) => {

@@ -10,7 +10,6 @@ use crate::db::Session;
 use crate::error::Error;
 use crate::query::Query;
 use crate::schema::Schema;
-use crate::store::Changes;
 
 /// One HTTP request, as the transport read it.
 #[derive(Debug, Clone, Default)]
@@ -308,14 +307,7 @@ fn update(session: &Session, body: &Map<String, Json>) -> crate::Result<Response
     if let Some(schema) = session.database().schema() {
         schema.collection(collection)?.set_arrays_as_additions(collection, &mut patch)?;
     }
-    session.transact(|tx| {
-        if tx.fetch_by_id(collection, id)?.is_none() {
-            return Err(Error::NotFound { collection: collection.to_owned(), id: id.to_owned() });
-        }
-        let mut changes = Changes::default();
-        changes.set(collection, id, patch);
-        tx.commit_changes(&changes).map(drop)
-    })?;
+    session.transact(|tx| tx.patch_existing(collection, id, patch))?;
     Ok(Response::ok(json!({})))
 }
 

@@ -142,7 +142,9 @@ assert "WritePermissionError" in message
 call("triplite_session_insert", bob, b"todos", enc({"id": "b1", "text": "bread", "owner": "bob"}))
 assert [t["id"] for t in call("triplite_session_fetch", bob, enc({"collectionName": "todos"}))] == ["b1"]
 assert call("triplite_session_fetch_by_id", alice, b"todos", b"b1") is None
-expect_error(PERMISSION, call, "triplite_session_update", alice, b"todos", b"b1", enc({"text": "x"}), out=False)
+# A denied write to a row alice cannot read is answered as one to a missing row.
+message = expect_error(NOT_FOUND, call, "triplite_session_update", alice, b"todos", b"b1", enc({"text": "x"}), out=False)
+assert "EntityNotFoundError" in message
 
 
 def other_thread():

@@ -29,6 +29,12 @@ pub fn schema() -> Json {
             "projects": {
                 "schema": {"type": "record", "properties": {"id": {"type": "string"}, "name": {"type": "string"}}},
                 "permissions": {"user": {"read": {"filter": [true]}}}
+            },
+            // Readable by its owner only, but anyone may update it (each operation has its rule).
+            "notes": {
+                "schema": {"type": "record", "properties": {
+                    "id": {"type": "string"}, "owner": {"type": "string"}, "text": {"type": "string"}}},
+                "permissions": {"user": {"read": own, "insert": own, "update": {"filter": [true]}, "delete": own}}
             }
         }
     })
