@@ -32,7 +32,9 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-struct Server(Child);
+/// A running `triplite serve` and the log it wrote so far (read as it comes, so the pipe
+/// never fills and stalls the server).
+struct Server(Child, Option<std::thread::JoinHandle<String>>);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -43,7 +45,7 @@ impl Drop for Server {
 
 fn start_server(port: u16) -> Server {
     let public_key = std::fs::read_to_string(keys().join("rsa_public.pem")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_triplite"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_triplite"))
         .args(["serve", "--storage", "memory"])
         .env("PORT", port.to_string())
         .env("HOST", "127.0.0.1")
@@ -53,7 +55,13 @@ fn start_server(port: u16) -> Server {
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting triplite serve");
-    let server = Server(child);
+    let mut stderr = child.stderr.take().expect("piped");
+    let log = std::thread::spawn(move || {
+        let mut log = String::new();
+        let _ = stderr.read_to_string(&mut log);
+        log
+    });
+    let server = Server(child, Some(log));
     let deadline = Instant::now() + Duration::from_secs(20);
     while ureq::get(&format!("http://127.0.0.1:{port}/healthcheck")).call().is_err() {
         assert!(Instant::now() < deadline, "the server did not come up");
@@ -98,8 +106,7 @@ fn the_published_client_and_cli_work_against_triplite() {
     let pid = server.0.id().to_string();
     run(Command::new("kill").args(["-TERM", &pid]), "kill -TERM");
     let status = server.0.wait().unwrap();
-    let mut log = String::new();
-    server.0.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    let log = server.1.take().expect("read once").join().unwrap();
     assert!(status.success(), "serve exits cleanly on SIGTERM: {status}\n{log}");
-    assert!(log.contains("\"msg\":\"stopped\""), "{log}");
+    assert!(log.contains("\"message\":\"stopped\""), "{log}");
 }

@@ -244,13 +244,13 @@ fn serve_takes_limits_from_the_environment_and_flags() {
     let listening: Json = loop {
         let line = lines.next().expect("a listening line").unwrap();
         let json: Json = serde_json::from_str(&line).unwrap();
-        if json["msg"] == "listening" {
+        if json["message"] == "listening" {
             break json;
         }
     };
     child.kill().unwrap();
     child.wait().unwrap();
-    let limits = &listening["limits"];
+    let limits: Json = serde_json::from_str(listening["limits"].as_str().unwrap()).unwrap();
     assert_eq!(limits["MAX_QUERIES_PER_CONNECTION"], 9, "the flag wins over the environment");
     assert_eq!(limits["MAX_RESULT_SIZE"], 3);
     assert_eq!(limits["MAX_INCLUDE_DEPTH"], 2);

@@ -121,17 +121,64 @@ struct Config {
     limits: Limits,
     durability: Durability,
     cache_mb: u32,
+    /// Where each key came from, for the startup log (never the keys themselves).
+    key_sources: [(&'static str, &'static str); 2],
+}
+
+/// The environment a command reads: `serve` its variables as named, `dev` with Triplit's CLI
+/// prefix and from `./.env` (the environment wins over it). Empty values count as unset.
+struct Settings {
+    prefix: &'static str,
+    dotenv: HashMap<String, String>,
+}
+
+impl Settings {
+    fn serve() -> Self {
+        Settings { prefix: "", dotenv: HashMap::new() }
+    }
+
+    fn dev() -> Self {
+        Settings { prefix: "TRIPLIT_", dotenv: load_dotenv(Path::new(".env")) }
+    }
+
+    fn get(&self, name: &str) -> Option<String> {
+        let name = format!("{}{name}", self.prefix);
+        std::env::var(&name).ok().or_else(|| self.dotenv.get(&name).cloned()).filter(|v| !v.is_empty())
+    }
+
+    /// Where a setting came from: said in the startup log instead of its value.
+    fn source(&self, name: &str) -> &'static str {
+        let name = format!("{}{name}", self.prefix);
+        if std::env::var(&name).is_ok_and(|v| !v.is_empty()) {
+            "environment"
+        } else if self.dotenv.get(&name).is_some_and(|v| !v.is_empty()) {
+            ".env"
+        } else {
+            "unset"
+        }
+    }
+
+    fn key_sources(&self) -> [(&'static str, &'static str); 2] {
+        let jwt_secret = match self.source("JWT_SECRET") {
+            // `dev` signs with Triplit's development secret then.
+            "unset" if !self.prefix.is_empty() => "default (development only)",
+            source => source,
+        };
+        [("JWT_SECRET", jwt_secret), ("EXTERNAL_JWT_SECRET", self.source("EXTERNAL_JWT_SECRET"))]
+    }
 }
 
 fn main() {
     let cli = Cli::parse();
+    let dev = matches!(cli.command, Command::Dev { .. });
+    let settings = if dev { Settings::dev() } else { Settings::serve() };
+    if let Err(message) = init_logging(dev, &settings) {
+        eprintln!("triplite: {message}");
+        std::process::exit(1);
+    }
+    let var = |name: &str| settings.get(name);
     let result = match cli.command {
         Command::Dev { port, host, storage, schema, limits } => {
-            let dotenv = load_dotenv(Path::new(".env"));
-            let var = |name: &str| {
-                let name = format!("TRIPLIT_{name}");
-                std::env::var(&name).ok().or_else(|| dotenv.get(&name).cloned()).filter(|v| !v.is_empty())
-            };
             let database = match storage {
                 Storage::Memory => None,
                 Storage::Sqlite => Some(PathBuf::from(
@@ -151,28 +198,54 @@ fn main() {
                     limits,
                     durability: Durability::Normal,
                     cache_mb: 32,
+                    key_sources: settings.key_sources(),
                 };
                 run(config, true)
             })
         }
         Command::Serve { storage, schema, durability, cache_mb, limits } => {
-            serve_config(storage, schema, durability, cache_mb, &limits).and_then(|c| run(c, false))
+            serve_config(&settings, storage, schema, durability, cache_mb, &limits).and_then(|c| run(c, false))
         }
     };
     if let Err(message) = result {
-        log("error", &message, json!({}));
+        tracing::error!("{message}");
         std::process::exit(1);
     }
 }
 
+/// Logs on stderr: text for `dev`, JSON lines for `serve` (one object per event, its fields
+/// at the top level). `RUST_LOG` (a full filter) wins over `LOG_LEVEL` (`TRIPLIT_LOG_LEVEL`
+/// for `dev`; default `info`).
+fn init_logging(dev: bool, settings: &Settings) -> Result<(), String> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG").ok().filter(|f| !f.is_empty()) {
+        Some(directives) => EnvFilter::try_new(&directives).map_err(|e| format!("RUST_LOG {directives:?}: {e}"))?,
+        None => {
+            let level = settings.get("LOG_LEVEL").unwrap_or_else(|| "info".into());
+            if !["trace", "debug", "info", "warn", "error", "off"].contains(&level.to_ascii_lowercase().as_str()) {
+                return Err(format!("LOG_LEVEL must be trace, debug, info, warn, error or off, not {level:?}"));
+            }
+            EnvFilter::new(level.to_ascii_lowercase())
+        }
+    };
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if dev {
+        logs.compact().with_target(false).init();
+    } else {
+        logs.json().flatten_event(true).with_current_span(false).with_span_list(false).init();
+    }
+    Ok(())
+}
+
 fn serve_config(
+    settings: &Settings,
     storage: Storage,
     schema: Option<PathBuf>,
     durability: CommitDurability,
     cache_mb: u32,
     limits: &LimitFlags,
 ) -> Result<Config, String> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let var = |name: &str| settings.get(name);
     let port = match var("PORT") {
         Some(port) => port.parse().map_err(|_| format!("PORT must be a port number, not {port:?}"))?,
         None => 8080,
@@ -203,6 +276,7 @@ fn serve_config(
             CommitDurability::Full => Durability::Full,
         },
         cache_mb,
+        key_sources: settings.key_sources(),
     })
 }
 
@@ -265,11 +339,21 @@ fn run(config: Config, dev: bool) -> Result<(), String> {
             println!("  Storage          {storage}");
             println!("  Service Token    {service}");
             println!("  Anonymous Token  {anon}");
-        } else {
-            log("info", "listening", json!({"addr": addr.to_string(), "storage": storage, "limits": limits}));
         }
+        let [(_, jwt_secret), (_, external_jwt_secret)] = config.key_sources;
+        tracing::info!(
+            addr = %addr,
+            storage,
+            schema_file = config.schema.as_ref().map(|p| p.display().to_string()),
+            jwt_secret,
+            external_jwt_secret,
+            claims_path = config.claims_path.as_deref(),
+            token_leeway_seconds = config.token_leeway,
+            limits = %serde_json::Value::Object(limits),
+            "listening"
+        );
         triplite::net::serve(server, listener, shutdown_signal()).await.map_err(|e| e.to_string())?;
-        log("info", "stopped", json!({}));
+        tracing::info!("stopped");
         Ok(())
     })
 }
@@ -288,16 +372,7 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
-    log("info", "shutting down", json!({}));
-}
-
-/// One structured log line on stderr.
-fn log(level: &str, message: &str, mut fields: serde_json::Value) {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-    fields["level"] = json!(level);
-    fields["msg"] = json!(message);
-    fields["ts"] = json!(now);
-    eprintln!("{fields}");
+    tracing::info!("shutting down");
 }
 
 /// The `KEY=value` lines of a `.env` file (the environment wins over them).

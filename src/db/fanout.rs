@@ -116,7 +116,7 @@ impl Fanout {
                     return work(reading.0.backend(), schema.as_deref());
                 }
                 // The commits are durable; this update reads through the writer instead.
-                Err(e) => eprintln!("triplite: the live-query reader failed ({e}); reading through the writer"),
+                Err(e) => tracing::warn!(error = %e, "the live-query reader failed; reading through the writer"),
             }
         }
         self.update(shared, store.backend(), schema.as_deref(), batch);
@@ -195,7 +195,7 @@ fn spawn(fanout: Arc<Fanout>, shared: Weak<Shared>) -> JoinHandle<()> {
                 let Some(shared) = shared.upgrade() else { return };
                 let updated = catch_unwind(AssertUnwindSafe(|| fanout.catch_up(&shared, |_, _| ())));
                 if updated.is_err() {
-                    eprintln!("triplite: a live-query update panicked; later commits still update them");
+                    tracing::error!("a live-query update panicked; later commits still update them");
                 }
             }
         })

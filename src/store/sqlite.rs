@@ -314,7 +314,7 @@ impl Backend for SqliteBackend {
         self.tables.borrow_mut().clear();
         // A rolled-back transaction may have created or dropped indexes.
         if let Err(e) = self.load_indexes() {
-            eprintln!("triplite: reloading the index registry after rollback failed: {e}");
+            tracing::error!(error = %e, "reloading the index registry after a rollback failed");
             self.indexes.clear();
         }
     }

@@ -63,6 +63,23 @@ const METADATA: &str = "_metadata";
 impl SyncServer {
     /// Answers one HTTP request of Triplit's API.
     pub fn handle_http(&self, request: &Request) -> Response {
+        let response = self.answer(request);
+        if response.status >= 400 {
+            let error = match &response.body {
+                Body::Json(json) => json["name"].as_str().unwrap_or("").to_owned(),
+                Body::Text(_) => String::new(),
+            };
+            let (method, route, status) = (request.method, request.path, response.status);
+            if status >= 500 {
+                tracing::error!(method, route, status, error, "request failed");
+            } else {
+                tracing::info!(method, route, status, error, "request refused");
+            }
+        }
+        response
+    }
+
+    fn answer(&self, request: &Request) -> Response {
         match (request.method, request.path) {
             ("GET", "/healthcheck") => return Response { status: 200, body: Body::Text("OK") },
             ("GET" | "POST", _) => {}

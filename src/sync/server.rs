@@ -93,17 +93,25 @@ impl SyncServer {
         let (session, token) = match request.token.as_deref().map(|token| (self.session(token), token)) {
             Some((Ok(session), token)) => (session, token),
             Some((Err(e), _)) => {
-                return Err(close_frames(CloseType::Unauthorized, Some(&WireError::from(&e).message())));
+                let error = WireError::from(&e);
+                tracing::info!(reason = "UNAUTHORIZED", error = %error.name, detail = %error.message(), "connection refused");
+                return Err(close_frames(CloseType::Unauthorized, Some(&error.message())));
             }
-            None => return Err(close_frames(CloseType::Unauthorized, Some("No token provided."))),
+            None => {
+                tracing::info!(reason = "UNAUTHORIZED", error = "NoTokenProvidedError", "connection refused");
+                return Err(close_frames(CloseType::Unauthorized, Some("No token provided.")));
+            }
         };
         if !self.shared.count_token(token) {
             let limit = self.shared.limits.max_connections_per_token;
+            tracing::info!(reason = "TOO_MANY_CONNECTIONS", limit, "connection refused");
             let message = format!("At most {limit} connections may use the same token at once.");
             return Err(close_frames(CloseType::TooManyConnections, Some(&message)));
         }
         let client_id = uuid::Uuid::new_v4().to_string();
         let expires_at = session.expires_at();
+        let roles: Vec<&str> = session.roles().iter().map(|r| r.name.as_str()).collect();
+        tracing::info!(client_id = %client_id, roles = ?roles, service = session.is_service(), "connection opened");
         let connection = Arc::new_cyclic(|me| Connection {
             client_id: client_id.clone(),
             token: token.to_owned(),
@@ -121,6 +129,7 @@ impl SyncServer {
                 generation: 0,
                 schema_hash: request.schema_hash.clone(),
                 fed_through: None,
+                closed_because: None,
             }),
             subscriptions: Mutex::default(),
         });
@@ -133,6 +142,8 @@ impl SyncServer {
     pub fn disconnect(&self, connection: &Connection) {
         if self.connections.lock().remove(&connection.client_id).is_some() {
             self.shared.uncount_token(&connection.token);
+            let reason = connection.state.lock().closed_because.map_or("SOCKET_CLOSED", CloseType::as_str);
+            tracing::info!(client_id = %connection.client_id, reason, "connection closed");
         }
         connection.end();
     }
@@ -198,6 +209,8 @@ struct State {
     schema_hash: Option<String>,
     /// The checkpoint of the latest commit whose update this connection was fed.
     fed_through: Option<Timestamp>,
+    /// Why the server closed the connection, if it did (for the log).
+    closed_because: Option<CloseType>,
 }
 
 impl State {
@@ -212,6 +225,7 @@ impl State {
     fn close(&mut self, close: CloseType, message: Option<&str>) {
         if self.phase != Phase::Closed {
             self.phase = Phase::Closed;
+            self.closed_because = Some(close);
             self.outbox.extend(close_frames(close, message));
         }
     }
@@ -611,6 +625,7 @@ impl Connection {
             Ok(timestamp) => self.state.lock().send("CHANGES_ACK", json!({"timestamp": timestamp.to_json()})),
             Err(e) => {
                 let error = WireError::from(&e);
+                tracing::info!(client_id = %self.client_id, error = %error.name, detail = %error.message(), "write rejected");
                 let tx_id = self.server.db.latest_timestamp().to_json().to_string();
                 let failures: Vec<Json> = changes
                     .collections

@@ -57,7 +57,7 @@ impl ServeProcess {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Ok(entry) = serde_json::from_str::<Json>(&line)
-                    && entry["msg"] == "listening"
+                    && entry["message"] == "listening"
                     && let Some(addr) = entry["addr"].as_str().and_then(|a| a.parse::<SocketAddr>().ok())
                 {
                     let _ = addr_tx.send(addr);
