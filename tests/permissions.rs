@@ -68,6 +68,14 @@ fn denied<T: std::fmt::Debug>(result: Result<T, Error>) -> Error {
     }
 }
 
+/// A denied write to a row the session cannot read is answered as one to a missing row.
+fn as_missing<T: std::fmt::Debug>(result: Result<T, Error>) {
+    match result {
+        Err(Error::NotFound { .. }) => {}
+        other => panic!("expected NotFound, as for a missing row, got {other:?}"),
+    }
+}
+
 #[test]
 fn users_read_and_write_only_their_own_todos() {
     let db = open(true);
@@ -79,9 +87,13 @@ fn users_read_and_write_only_their_own_todos() {
     assert!(bob.fetch_by_id("todos", "a1").unwrap().is_none(), "B cannot read A's row");
 
     alice.update("todos", "a1", json!({"text": "edited"})).unwrap();
-    let e = denied(bob.update("todos", "a1", json!({"text": "hacked"})));
-    assert!(e.to_string().contains("update of todos/a1") && e.to_string().contains("user"), "{e}");
-    denied(bob.delete("todos", "a1"));
+    // Bob cannot read a1: his denied writes to it are answered as to a missing row.
+    as_missing(bob.update("todos", "a1", json!({"text": "hacked"})));
+    as_missing(bob.update("todos", "nope", json!({"text": "hacked"})));
+    bob.delete("todos", "a1").unwrap();
+    bob.delete("todos", "nope").unwrap();
+    let e = denied(alice.update("todos", "a1", json!({"owner": "bob"})));
+    assert!(e.to_string().contains("postUpdate of todos/a1") && e.to_string().contains("user"), "{e}");
     denied(alice.insert("todos", json!({"id": "a3", "text": "for bob", "owner": "bob"})));
     assert_eq!(db.fetch_by_id("todos", "a1").unwrap().unwrap()["text"], json!("edited"));
     assert!(db.fetch_by_id("todos", "a3").unwrap().is_none());
@@ -114,7 +126,7 @@ fn a_denied_write_leaves_nothing_of_its_transaction() {
     let result = alice.transact(|tx| {
         tx.insert("todos", json!({"id": "a9", "text": "mine", "owner": "alice"}))?;
         tx.update("todos", "a1", json!({"text": "changed"}))?;
-        tx.update("todos", "b1", json!({"text": "not mine"}))?; // denied at commit
+        tx.update("todos", "a2", json!({"owner": "bob"}))?; // denied at commit
         Ok(())
     });
     denied(result);
