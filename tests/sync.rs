@@ -160,6 +160,35 @@ fn a_checkpoint_skips_unchanged_entities_and_sends_what_happened_offline() {
     assert_eq!(deletes(&data, "todos"), vec!["b"], "the delete that happened offline");
 }
 
+/// Every `ENTITY_DATA` is stamped later than the one before it on its connection, even when
+/// nothing was committed between them, and never `[0, 0]`: the published client drops data
+/// stamped no later than what it holds, so an eviction stamped like the message that brought
+/// the row left the row in its cache.
+#[test]
+fn every_entity_data_is_stamped_later_than_the_last() {
+    let stamp = |data: &Json| triplite::Timestamp::from_json(&data["timestamp"]).unwrap();
+    let server = server();
+    let alice = Client::connect(&server, &user_token("alice", LATER));
+    alice.take();
+    let empty = alice.subscribe("nothing", json!({"collectionName": "todos"}));
+    assert!(stamp(&empty).physical > 0, "an answer on an empty database: {}", empty["timestamp"]);
+
+    for id in ["a", "b", "c"] {
+        alice.write(json!([todo(id, "alice")]), json!([]));
+    }
+    let all = alice.subscribe("all", json!({"collectionName": "todos"}));
+    assert!(stamp(&all) > stamp(&empty));
+    // Another query with no commit in between: its answer still comes later.
+    let mine = alice.subscribe("mine", json!({"collectionName": "todos", "where": [["owner", "=", "alice"]]}));
+    assert!(stamp(&mine) > stamp(&all), "{} after {}", mine["timestamp"], all["timestamp"]);
+    assert!(stamp(&mine) <= server.database().latest_timestamp(), "a checkpoint the database has reached");
+    // One fresh checkpoint serves every connection that needs one.
+    let bob = Client::connect(&server, &user_token("bob", LATER));
+    bob.take();
+    let first = bob.subscribe("all", json!({"collectionName": "todos"}));
+    assert_eq!(stamp(&first), stamp(&mine));
+}
+
 #[test]
 fn denied_and_invalid_writes_get_triplit_errors_and_change_nothing() {
     let server = server();

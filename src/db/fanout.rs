@@ -136,6 +136,13 @@ impl Fanout {
         self.update(shared, backend, schema, batch);
     }
 
+    /// Whether every commit so far has reached the live queries (the caller holds the store
+    /// lock, so none is being added).
+    pub(super) fn idle(&self) -> bool {
+        let pending = self.pending.lock();
+        pending.batch.is_empty() && !pending.busy
+    }
+
     /// Takes the pending batch; the caller holds the update lock and the store lock.
     fn take(&self) -> Batch {
         let mut pending = self.pending.lock();
@@ -279,6 +286,30 @@ mod tests {
         let next = sub.try_recv().expect("the later commit");
         assert_eq!(next.change.added.len(), 1, "only the commit after it opened");
         assert!(sub.try_recv().is_none());
+    }
+
+    struct FixedClock(u64);
+
+    impl crate::Clock for FixedClock {
+        fn now_millis(&self) -> u64 {
+            self.0
+        }
+    }
+
+    #[test]
+    fn a_fresh_checkpoint_outlives_a_restart_with_a_clock_gone_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoints.db");
+        let open = |now: u64| Database::builder().clock(std::sync::Arc::new(FixedClock(now))).open(&path).unwrap();
+        let db = open(1_000_000);
+        let before = db.latest_timestamp();
+        let fresh = db.fresh_checkpoint(Some(&before)).expect("nothing is under way");
+        assert!(fresh > before);
+        assert_eq!(db.fresh_checkpoint(Some(&before)), Some(fresh.clone()), "shared while it is later");
+        drop(db);
+        let db = open(5);
+        db.insert("todos", json!({"id": "a"})).unwrap();
+        assert!(db.latest_timestamp() > fresh, "no write is stamped at or before a checkpoint handed out");
     }
 
     #[test]

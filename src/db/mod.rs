@@ -52,6 +52,8 @@ struct Shared {
     /// The clock when the last commit finished (its live queries updated): a checkpoint that
     /// every change a sync feed has seen is stamped at or before.
     committed: Mutex<Option<Timestamp>>,
+    /// Called once when the checkpoint next moves (sync connections waiting to stamp data).
+    checkpoint_waiters: Mutex<Vec<Arc<dyn Fn() + Send + Sync>>>,
 }
 
 impl Shared {
@@ -60,6 +62,11 @@ impl Shared {
         let mut committed = self.committed.lock();
         if committed.as_ref().is_none_or(|current| *current < checkpoint) {
             *committed = Some(checkpoint);
+            drop(committed);
+            let waiters = std::mem::take(&mut *self.checkpoint_waiters.lock());
+            for wake in waiters {
+                wake();
+            }
         }
     }
 }
@@ -221,6 +228,7 @@ impl DatabaseBuilder {
                 verifier,
                 live: Arc::default(),
                 committed: Mutex::new(Some(committed)),
+                checkpoint_waiters: Mutex::default(),
             }),
         };
         if let Some(schema) = self.schema {
@@ -504,6 +512,37 @@ impl Database {
     /// queries) so far is stamped at or before it — a sync checkpoint.
     pub fn latest_timestamp(&self) -> Timestamp {
         self.shared.committed.lock().clone().expect("set at open")
+    }
+
+    /// A checkpoint later than `after` (and than the zero timestamp) while no commit is under
+    /// way: the current one if it is, else one tick of the clock — persisted, so a reopened
+    /// database never stamps a write at or before it — which then is the checkpoint, so the
+    /// many connections that ask at once share it. `None` when a commit (or its live update) is
+    /// under way: the checkpoint moves when it is done; see [`Database::when_checkpoint_moves`].
+    /// Waits at most a few milliseconds.
+    pub(crate) fn fresh_checkpoint(&self, after: Option<&Timestamp>) -> Option<Timestamp> {
+        let mut store = self.shared.store.try_lock_for(std::time::Duration::from_millis(20))?;
+        if !self.shared.fanout.idle() {
+            return None;
+        }
+        let current = self.latest_timestamp();
+        if current.physical > 0 && after.is_none_or(|after| current > *after) {
+            return Some(current);
+        }
+        let checkpoint = self.shared.clock.next();
+        let backend = store.backend();
+        backend.begin().ok()?;
+        if backend.write_meta(META_CLOCK, &checkpoint.sort_key()).and_then(|_| backend.commit()).is_err() {
+            backend.rollback();
+            return None;
+        }
+        self.shared.advance_checkpoint(checkpoint.clone());
+        Some(checkpoint)
+    }
+
+    /// Calls `wake` once, the next time the checkpoint moves.
+    pub(crate) fn when_checkpoint_moves(&self, wake: Arc<dyn Fn() + Send + Sync>) {
+        self.shared.checkpoint_waiters.lock().push(wake);
     }
 
     /// When an entity (or its deletion) was last written, if it ever was.

@@ -130,6 +130,7 @@ impl SyncServer {
                 schema_hash: request.schema_hash.clone(),
                 fed_through: None,
                 closed_because: None,
+                last_stamp: None,
             }),
             subscriptions: Mutex::default(),
         });
@@ -211,6 +212,9 @@ struct State {
     fed_through: Option<Timestamp>,
     /// Why the server closed the connection, if it did (for the log).
     closed_because: Option<CloseType>,
+    /// The timestamp of the last `ENTITY_DATA` sent: the next must be later, or the client
+    /// ignores it (an eviction would leave the row it evicts in the client's cache).
+    last_stamp: Option<Timestamp>,
 }
 
 impl State {
@@ -322,25 +326,49 @@ impl Connection {
             return std::mem::take(&mut state.outbox);
         }
         let mut out = std::mem::take(&mut state.outbox);
-        if state.entities.has_pending() {
-            let (changes, collections, for_queries) = state.entities.take();
-            let names: Vec<&str> = collections.iter().map(String::as_str).collect();
-            // Every change this connection was fed is at or before both: the last finished
-            // commit, and the commit whose update it was fed last (which may still be reaching
-            // other connections, so is not yet the database's checkpoint).
-            let committed = self.server.db.latest_timestamp();
-            let timestamp = match &state.fed_through {
-                Some(fed) if *fed > committed => fed.clone(),
-                _ => committed,
-            };
-            let payload = json!({
-                "changes": encode_changes(&changes, &names),
-                "timestamp": timestamp.to_json(),
-                "forQueries": for_queries,
-            });
-            out.push(Outgoing::Text(frame("ENTITY_DATA", payload)));
+        if !state.entities.has_pending() {
+            return out;
         }
+        let mut timestamp = self.stamp(&state);
+        if state.last_stamp.as_ref().is_some_and(|last| timestamp <= *last) || timestamp.physical == 0 {
+            // Nothing was committed since the last message (or ever): this one needs a
+            // checkpoint of its own. Asked for without the connection's lock, which commits'
+            // updates take; the wake comes if a commit under way must finish first.
+            let last = state.last_stamp.clone();
+            drop(state);
+            self.server.db.when_checkpoint_moves(self.notify.clone());
+            let fresh = self.server.db.fresh_checkpoint(last.as_ref());
+            state = self.state.lock();
+            out.append(&mut state.outbox);
+            match fresh {
+                Some(fresh) => timestamp = fresh.max(self.stamp(&state)),
+                None => return out,
+            }
+            if state.phase == Phase::Closed || !state.entities.has_pending() {
+                return out;
+            }
+        }
+        let (changes, collections, for_queries) = state.entities.take();
+        let names: Vec<&str> = collections.iter().map(String::as_str).collect();
+        let payload = json!({
+            "changes": encode_changes(&changes, &names),
+            "timestamp": timestamp.to_json(),
+            "forQueries": for_queries,
+        });
+        state.last_stamp = Some(timestamp);
+        out.push(Outgoing::Text(frame("ENTITY_DATA", payload)));
         out
+    }
+
+    /// Every change this connection was fed is at or before both: the last finished commit,
+    /// and the commit whose update it was fed last (which may still be reaching other
+    /// connections, so is not yet the database's checkpoint).
+    fn stamp(&self, state: &State) -> Timestamp {
+        let committed = self.server.db.latest_timestamp();
+        match &state.fed_through {
+            Some(fed) if *fed > committed => fed.clone(),
+            _ => committed,
+        }
     }
 
     /// Handles one text frame from the client; answers wait in [`Connection::drain`].
