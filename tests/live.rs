@@ -370,6 +370,8 @@ fn callbacks_run_on_the_delivery_thread_in_commit_order_without_blocking_writers
         for i in 0..20 {
             db.insert("todos", todo(&format!("t{i:02}"), "alice", i)).unwrap();
         }
+        // All 20 have reached the subscription (its result waits behind the held callback).
+        db.flush_subscriptions();
         release.send(()).unwrap();
         let first = seen.recv_timeout(WAIT).unwrap();
         assert!(first.results.is_empty(), "{}", backend.name);
