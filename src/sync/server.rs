@@ -321,6 +321,18 @@ impl Connection {
     /// Takes what is to be sent: answers and errors first, then one `ENTITY_DATA` with
     /// everything pending. An expired token turns it into `CLOSE TOKEN_EXPIRED`.
     pub fn drain(&self, now_ms: i64) -> Vec<Outgoing> {
+        let out = self.take_outgoing(now_ms);
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            for frame in &out {
+                if let Outgoing::Text(text) = frame {
+                    tracing::debug!(client_id = %self.client_id, frame = preview(text), "sending");
+                }
+            }
+        }
+        out
+    }
+
+    fn take_outgoing(&self, now_ms: i64) -> Vec<Outgoing> {
         let mut state = self.state.lock();
         if state.expired(now_ms) {
             return std::mem::take(&mut state.outbox);
@@ -373,6 +385,7 @@ impl Connection {
 
     /// Handles one text frame from the client; answers wait in [`Connection::drain`].
     pub fn receive(&self, text: &str, now_ms: i64) {
+        tracing::debug!(client_id = %self.client_id, frame = preview(text), "received");
         self.handle(text, now_ms);
         let limit = self.server.limits.max_pending_output_bytes;
         self.state.lock().check_backlog(limit);
@@ -709,4 +722,13 @@ fn message_type(message: &ClientMessage) -> &'static str {
         ClientMessage::SchemaResponse { .. } => "SCHEMA_RESPONSE",
         ClientMessage::Ping { .. } => "PING",
     }
+}
+
+/// The start of a frame, for debug logs.
+fn preview(text: &str) -> &str {
+    let mut end = text.len().min(300);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
