@@ -41,6 +41,8 @@ struct Pending {
     /// A batch was taken and its update has not finished (the checkpoint must wait for it).
     busy: bool,
     shutdown: bool,
+    /// Called once the update under way (or the batch waiting) is done.
+    waiters: Vec<Arc<dyn Fn() + Send + Sync>>,
 }
 
 #[derive(Default)]
@@ -137,10 +139,14 @@ impl Fanout {
     }
 
     /// Whether every commit so far has reached the live queries (the caller holds the store
-    /// lock, so none is being added).
-    pub(super) fn idle(&self) -> bool {
-        let pending = self.pending.lock();
-        pending.batch.is_empty() && !pending.busy
+    /// lock, so none is being added); if not, `wake` is called once they have.
+    pub(super) fn idle_or_wake_later(&self, wake: Arc<dyn Fn() + Send + Sync>) -> bool {
+        let mut pending = self.pending.lock();
+        let idle = pending.batch.is_empty() && !pending.busy;
+        if !idle {
+            pending.waiters.push(wake);
+        }
+        idle
     }
 
     /// Takes the pending batch; the caller holds the update lock and the store lock.
@@ -168,6 +174,11 @@ impl Fanout {
         let mut pending = self.pending.lock();
         shared.advance_checkpoint(checkpoint);
         pending.busy = false;
+        let waiters = std::mem::take(&mut pending.waiters);
+        drop(pending);
+        for wake in waiters {
+            wake();
+        }
     }
 
     /// Updates what is still pending (the database is going away), then stops the thread.
@@ -288,6 +299,31 @@ mod tests {
         assert!(sub.try_recv().is_none());
     }
 
+    #[test]
+    fn a_commit_while_the_first_subscription_opens_reaches_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(dir.path().join("opening.db")).unwrap();
+        let (fed, fed_rx) = mpsc::channel();
+        let writer = db.clone();
+        // While the view's first result is handed over (the store is free by then), another
+        // thread commits a row the view should get: no other view is open to make it record.
+        let feed = Box::new(move |event: FeedEvent| {
+            if let FeedEvent::Entities(snapshot, commit) = event {
+                if commit.is_none() {
+                    let writer = writer.clone();
+                    std::thread::spawn(move || writer.insert("todos", json!({"id": "meanwhile"})).unwrap())
+                        .join()
+                        .unwrap();
+                }
+                fed.send(snapshot.0.len()).unwrap();
+            }
+        });
+        let _sub = db.subscribe_as(None, &Query::new("todos"), Consumer::SyncFeed(feed)).unwrap();
+        db.flush_subscriptions();
+        let counts: Vec<usize> = fed_rx.try_iter().collect();
+        assert_eq!(counts.last(), Some(&1), "the commit made while it opened reached it: {counts:?}");
+    }
+
     struct FixedClock(u64);
 
     impl crate::Clock for FixedClock {
@@ -303,9 +339,13 @@ mod tests {
         let open = |now: u64| Database::builder().clock(std::sync::Arc::new(FixedClock(now))).open(&path).unwrap();
         let db = open(1_000_000);
         let before = db.latest_timestamp();
-        let fresh = db.fresh_checkpoint(Some(&before)).expect("nothing is under way");
+        let fresh = db.fresh_checkpoint(Some(&before), std::sync::Arc::new(|| {})).expect("nothing is under way");
         assert!(fresh > before);
-        assert_eq!(db.fresh_checkpoint(Some(&before)), Some(fresh.clone()), "shared while it is later");
+        assert_eq!(
+            db.fresh_checkpoint(Some(&before), std::sync::Arc::new(|| {})),
+            Some(fresh.clone()),
+            "shared while it is later"
+        );
         drop(db);
         let db = open(5);
         db.insert("todos", json!({"id": "a"})).unwrap();

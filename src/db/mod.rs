@@ -52,8 +52,6 @@ struct Shared {
     /// The clock when the last commit finished (its live queries updated): a checkpoint that
     /// every change a sync feed has seen is stamped at or before.
     committed: Mutex<Option<Timestamp>>,
-    /// Called once when the checkpoint next moves (sync connections waiting to stamp data).
-    checkpoint_waiters: Mutex<Vec<Arc<dyn Fn() + Send + Sync>>>,
 }
 
 impl Shared {
@@ -62,11 +60,6 @@ impl Shared {
         let mut committed = self.committed.lock();
         if committed.as_ref().is_none_or(|current| *current < checkpoint) {
             *committed = Some(checkpoint);
-            drop(committed);
-            let waiters = std::mem::take(&mut *self.checkpoint_waiters.lock());
-            for wake in waiters {
-                wake();
-            }
         }
     }
 }
@@ -228,7 +221,6 @@ impl DatabaseBuilder {
                 verifier,
                 live: Arc::default(),
                 committed: Mutex::new(Some(committed)),
-                checkpoint_waiters: Mutex::default(),
             }),
         };
         if let Some(schema) = self.schema {
@@ -476,7 +468,8 @@ impl Database {
     ) -> Result<Subscription> {
         // The view opens on the state every commit so far left, once their updates are done
         // and before any later one starts; a schema change waits meanwhile, so `schema` is
-        // the one the view needs.
+        // the one the view needs. Commits from now on record their changes for it.
+        let _opening = self.shared.live.opening();
         self.shared.fanout.catch_up(&self.shared, |backend, schema| {
             let prepared = transaction::prepare_read(query, schema, access.as_deref(), &Variables::new())?;
             let source = Source { query: query.clone(), access };
@@ -514,15 +507,19 @@ impl Database {
         self.shared.committed.lock().clone().expect("set at open")
     }
 
-    /// A checkpoint later than `after` (and than the zero timestamp) while no commit is under
+    /// A checkpoint later than `after` (and than the zero timestamp) once no commit is under
     /// way: the current one if it is, else one tick of the clock — persisted, so a reopened
     /// database never stamps a write at or before it — which then is the checkpoint, so the
-    /// many connections that ask at once share it. `None` when a commit (or its live update) is
-    /// under way: the checkpoint moves when it is done; see [`Database::when_checkpoint_moves`].
-    /// Waits at most a few milliseconds.
-    pub(crate) fn fresh_checkpoint(&self, after: Option<&Timestamp>) -> Option<Timestamp> {
-        let mut store = self.shared.store.try_lock_for(std::time::Duration::from_millis(20))?;
-        if !self.shared.fanout.idle() {
+    /// many connections that ask at once share it. `None` while a commit's live update is
+    /// under way or waiting; `wake` is called once it is done (ask again then). Waits for the
+    /// store: call it off the async workers.
+    pub(crate) fn fresh_checkpoint(
+        &self,
+        after: Option<&Timestamp>,
+        wake: Arc<dyn Fn() + Send + Sync>,
+    ) -> Option<Timestamp> {
+        let mut store = self.shared.store.lock();
+        if !self.shared.fanout.idle_or_wake_later(wake) {
             return None;
         }
         let current = self.latest_timestamp();
@@ -538,11 +535,6 @@ impl Database {
         }
         self.shared.advance_checkpoint(checkpoint.clone());
         Some(checkpoint)
-    }
-
-    /// Calls `wake` once, the next time the checkpoint moves.
-    pub(crate) fn when_checkpoint_moves(&self, wake: Arc<dyn Fn() + Send + Sync>) {
-        self.shared.checkpoint_waiters.lock().push(wake);
     }
 
     /// When an entity (or its deletion) was last written, if it ever was.

@@ -45,6 +45,9 @@ pub(crate) struct LiveQueries {
     released: Mutex<Vec<ViewId>>,
     /// How many views are open: writers record what they change only when some are.
     open: AtomicUsize,
+    /// How many views are being opened: counted from before their first result is read, so
+    /// a commit meanwhile records what it changes for them.
+    opening: AtomicUsize,
     dispatcher: OnceLock<Dispatcher>,
 }
 
@@ -75,7 +78,15 @@ pub(crate) enum Consumer {
 impl LiveQueries {
     /// Whether any subscription is open (they open under the store lock).
     pub(crate) fn is_active(&self) -> bool {
-        self.open.load(Ordering::Acquire) > 0
+        self.open.load(Ordering::Acquire) + self.opening.load(Ordering::Acquire) > 0
+    }
+
+    /// Counts a view as active until the returned guard goes: take it before the view's first
+    /// result is read, so no commit between that read and the view's registration goes
+    /// unrecorded (a commit checks whether any view is active when it starts).
+    pub(crate) fn opening(&self) -> Opening<'_> {
+        self.opening.fetch_add(1, Ordering::AcqRel);
+        Opening(self)
     }
 
     fn dispatcher(&self) -> &Dispatcher {
@@ -223,6 +234,15 @@ impl LiveQueries {
             entry.published = latest.clone();
             entry.sink.post(latest, self.dispatcher(), commit);
         }
+    }
+}
+
+/// A view being opened (see [`LiveQueries::opening`]).
+pub(crate) struct Opening<'a>(&'a LiveQueries);
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        self.0.opening.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

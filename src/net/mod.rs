@@ -265,7 +265,12 @@ async fn connection(state: AppState, mut socket: WebSocket, params: HashMap<Stri
             let _ = socket.send(Message::Close(Some(close))).await;
             break;
         }
-        if !send_all(&mut socket, connection.drain(now_ms())).await {
+        // Taking what is owed may wait for the store (a message that needs a fresh
+        // checkpoint), so it runs on the blocking pool too.
+        let engine = connection.clone();
+        let owed = tokio::task::spawn_blocking(move || engine.drain(now_ms())).await;
+        let owed = owed.unwrap_or_else(|_| close_frames(CloseType::InternalError, Some("internal error")));
+        if !send_all(&mut socket, owed).await {
             break;
         }
         tokio::select! {

@@ -41,6 +41,146 @@ pub enum ClientMessage {
     },
 }
 
+/// A message from the server: what a client engine receives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerMessage {
+    /// The connection is accepted; `client_id` names it for `POST /update-token`.
+    Ready {
+        client_id: String,
+    },
+    /// The server asks for the client's schema (its hash was not known compatible).
+    SchemaRequest,
+    /// Entities for the queries `for_queries` (encoded form), and the checkpoint they bring
+    /// the client to.
+    EntityData {
+        changes: Changes,
+        timestamp: Timestamp,
+        for_queries: Vec<String>,
+    },
+    /// A `CHANGES` transaction was committed, stamped `timestamp`.
+    ChangesAck {
+        timestamp: Timestamp,
+    },
+    /// A message was refused (`message_type`: which), or a query failed.
+    Error {
+        message_type: Option<String>,
+        error: WireError,
+        metadata: Option<Json>,
+    },
+    /// The server ends the connection; `retry` says whether reconnecting may succeed.
+    /// `close_type` is `None` for a type this version does not know.
+    Close {
+        close_type: Option<CloseType>,
+        name: String,
+        retry: bool,
+        message: Option<String>,
+    },
+    Pong {
+        client_timestamp: Option<Json>,
+        server_timestamp: Option<Json>,
+    },
+}
+
+impl ServerMessage {
+    /// Parses one text frame from a server. Nothing in it is trusted: a wrong shape is a
+    /// [`FrameError`], never a panic.
+    pub fn parse(frame: &str) -> Result<ServerMessage, FrameError> {
+        let json: Json = serde_json::from_str(frame).map_err(|_| FrameError::Malformed)?;
+        let Some(message_type) = json.get("type").and_then(Json::as_str) else { return Err(FrameError::Malformed) };
+        let empty = Json::Object(Map::new());
+        let payload = json.get("payload").unwrap_or(&empty);
+        let bad = |message: String| FrameError::BadPayload {
+            message_type: message_type.to_owned(),
+            error: WireError::new("MalformedMessagePayloadError", "Messages payloads must be valid JSON.", 400)
+                .with_context(message),
+        };
+        let text = |key: &str| payload.get(key).and_then(Json::as_str).map(str::to_owned);
+        let timestamp =
+            || Timestamp::from_json(payload.get("timestamp").unwrap_or(&Json::Null)).map_err(|e| bad(e.to_string()));
+        Ok(match message_type {
+            "READY" => ServerMessage::Ready {
+                client_id: text("clientId").ok_or_else(|| bad("READY: 'clientId' must be a string".into()))?,
+            },
+            "SCHEMA_REQUEST" => ServerMessage::SchemaRequest,
+            "ENTITY_DATA" => {
+                let changes = payload.get("changes").ok_or_else(|| bad("ENTITY_DATA: 'changes' is missing".into()))?;
+                let for_queries = payload
+                    .get("forQueries")
+                    .and_then(Json::as_array)
+                    .and_then(|ids| ids.iter().map(|id| id.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>())
+                    .ok_or_else(|| bad("ENTITY_DATA: 'forQueries' must be an array of query ids".into()))?;
+                ServerMessage::EntityData {
+                    changes: decode_changes(changes).map_err(|e| bad(e.to_string()))?,
+                    timestamp: timestamp()?,
+                    for_queries,
+                }
+            }
+            "CHANGES_ACK" => ServerMessage::ChangesAck { timestamp: timestamp()? },
+            "ERROR" => ServerMessage::Error {
+                message_type: text("messageType"),
+                error: WireError::from_json(payload.get("error").unwrap_or(&Json::Null))
+                    .ok_or_else(|| bad("ERROR: 'error' must be an error object with a name".into()))?,
+                metadata: payload.get("metadata").filter(|m| !m.is_null()).cloned(),
+            },
+            "CLOSE" => {
+                let name = text("type").ok_or_else(|| bad("CLOSE: 'type' must be a string".into()))?;
+                ServerMessage::Close {
+                    close_type: CloseType::from_name(&name),
+                    retry: payload.get("retry").and_then(Json::as_bool).unwrap_or(false),
+                    message: text("message"),
+                    name,
+                }
+            }
+            "PONG" => ServerMessage::Pong {
+                client_timestamp: payload.get("clientTimestamp").filter(|t| !t.is_null()).cloned(),
+                server_timestamp: payload.get("serverTimestamp").filter(|t| !t.is_null()).cloned(),
+            },
+            other => return Err(FrameError::UnknownType(other.to_owned())),
+        })
+    }
+
+    /// The message as a frame (what the server sends).
+    pub fn to_frame(&self) -> String {
+        let (message_type, payload) = match self {
+            ServerMessage::Ready { client_id } => ("READY", json!({"clientId": client_id})),
+            ServerMessage::SchemaRequest => ("SCHEMA_REQUEST", json!({})),
+            ServerMessage::EntityData { changes, timestamp, for_queries } => (
+                "ENTITY_DATA",
+                json!({"changes": encode_changes(changes, &[]), "timestamp": timestamp.to_json(), "forQueries": for_queries}),
+            ),
+            ServerMessage::ChangesAck { timestamp } => ("CHANGES_ACK", json!({"timestamp": timestamp.to_json()})),
+            ServerMessage::Error { message_type, error, metadata } => {
+                let mut payload = Map::new();
+                if let Some(message_type) = message_type {
+                    payload.insert("messageType".into(), json!(message_type));
+                }
+                payload.insert("error".into(), error.to_json());
+                if let Some(metadata) = metadata {
+                    payload.insert("metadata".into(), metadata.clone());
+                }
+                ("ERROR", Json::Object(payload))
+            }
+            ServerMessage::Close { name, retry, message, .. } => {
+                let mut payload = json!({"type": name, "retry": retry});
+                if let Some(message) = message {
+                    payload["message"] = json!(message);
+                }
+                ("CLOSE", payload)
+            }
+            ServerMessage::Pong { client_timestamp, server_timestamp } => {
+                let mut payload = Map::new();
+                for (key, value) in [("clientTimestamp", client_timestamp), ("serverTimestamp", server_timestamp)] {
+                    if let Some(value) = value {
+                        payload.insert(key.into(), value.clone());
+                    }
+                }
+                ("PONG", Json::Object(payload))
+            }
+        };
+        frame(message_type, payload)
+    }
+}
+
 /// Where a client's cache stands for one query: the server timestamp of the last data it
 /// received, and the ids it holds.
 #[derive(Debug, Clone, PartialEq)]
@@ -235,6 +375,20 @@ impl WireError {
         WireError::new("TriplitError", "Triplit Error", 500).with_context(context)
     }
 
+    /// An error payload as a server sends it (`{name, baseMessage?, message?, status?,
+    /// contextMessage?}`); `None` without a name.
+    pub fn from_json(json: &Json) -> Option<WireError> {
+        let name = json.get("name")?.as_str()?;
+        let text = |key: &str| json.get(key).and_then(Json::as_str).map(str::to_owned);
+        let base = text("baseMessage").or_else(|| text("message")).unwrap_or_default();
+        let status = json.get("status").and_then(Json::as_u64).and_then(|s| u16::try_from(s).ok()).unwrap_or(500);
+        let error = WireError::new(name, base, status);
+        Some(match text("contextMessage") {
+            Some(context) => error.with_context(context),
+            None => error,
+        })
+    }
+
     /// Triplit's `message`: the base message, and the context after ` | Context: `.
     pub fn message(&self) -> String {
         match &self.context {
@@ -317,6 +471,21 @@ pub enum CloseType {
 }
 
 impl CloseType {
+    const ALL: [CloseType; 7] = [
+        CloseType::Unauthorized,
+        CloseType::TokenExpired,
+        CloseType::RolesMismatch,
+        CloseType::SchemaMismatch,
+        CloseType::InternalError,
+        CloseType::TooManyConnections,
+        CloseType::Backlog,
+    ];
+
+    /// The type a `CLOSE` names, if it is one this version knows.
+    pub fn from_name(name: &str) -> Option<CloseType> {
+        Self::ALL.into_iter().find(|close| close.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             CloseType::Unauthorized => "UNAUTHORIZED",
@@ -355,25 +524,16 @@ pub enum Outgoing {
 /// `CLOSE {type, retry, message}` and the socket close that follows it; the reason is
 /// `{"type", "retry"}`, well under WebSocket's 123-byte limit.
 pub fn close_frames(close: CloseType, message: Option<&str>) -> Vec<Outgoing> {
-    let mut payload = json!({"type": close.as_str(), "retry": close.retry()});
-    if let Some(message) = message {
-        payload["message"] = json!(message);
-    }
+    let name = close.as_str().to_owned();
+    let message = message.map(str::to_owned);
+    let frame = ServerMessage::Close { close_type: Some(close), name, retry: close.retry(), message }.to_frame();
     let reason = json!({"type": close.as_str(), "retry": close.retry()}).to_string();
-    vec![Outgoing::Text(frame("CLOSE", payload)), Outgoing::Close { code: close.code(), reason }]
+    vec![Outgoing::Text(frame), Outgoing::Close { code: close.code(), reason }]
 }
 
 /// `ERROR {messageType, error, metadata}`.
 pub fn error_frame(message_type: Option<&str>, error: &WireError, metadata: Option<Json>) -> String {
-    let mut payload = Map::new();
-    if let Some(message_type) = message_type {
-        payload.insert("messageType".into(), json!(message_type));
-    }
-    payload.insert("error".into(), error.to_json());
-    if let Some(metadata) = metadata {
-        payload.insert("metadata".into(), metadata);
-    }
-    frame("ERROR", Json::Object(payload))
+    ServerMessage::Error { message_type: message_type.map(str::to_owned), error: error.clone(), metadata }.to_frame()
 }
 
 #[cfg(test)]

@@ -319,7 +319,8 @@ impl Connection {
     }
 
     /// Takes what is to be sent: answers and errors first, then one `ENTITY_DATA` with
-    /// everything pending. An expired token turns it into `CLOSE TOKEN_EXPIRED`.
+    /// everything pending. An expired token turns it into `CLOSE TOKEN_EXPIRED`. May wait for
+    /// the store (a message that needs a fresh checkpoint): call it off the async workers.
     pub fn drain(&self, now_ms: i64) -> Vec<Outgoing> {
         let out = self.take_outgoing(now_ms);
         if tracing::enabled!(tracing::Level::DEBUG) {
@@ -345,11 +346,10 @@ impl Connection {
         if state.last_stamp.as_ref().is_some_and(|last| timestamp <= *last) || timestamp.physical == 0 {
             // Nothing was committed since the last message (or ever): this one needs a
             // checkpoint of its own. Asked for without the connection's lock, which commits'
-            // updates take; the wake comes if a commit under way must finish first.
+            // updates take; if a commit's update is under way, the wake comes once it is done.
             let last = state.last_stamp.clone();
             drop(state);
-            self.server.db.when_checkpoint_moves(self.notify.clone());
-            let fresh = self.server.db.fresh_checkpoint(last.as_ref());
+            let fresh = self.server.db.fresh_checkpoint(last.as_ref(), self.notify.clone());
             state = self.state.lock();
             out.append(&mut state.outbox);
             match fresh {
@@ -724,11 +724,22 @@ fn message_type(message: &ClientMessage) -> &'static str {
     }
 }
 
-/// The start of a frame, for debug logs.
-fn preview(text: &str) -> &str {
-    let mut end = text.len().min(300);
-    while !text.is_char_boundary(end) {
-        end -= 1;
+/// What a debug log shows of a frame: its start, but only the type and size of one that
+/// carries a token or a user's data.
+fn preview(text: &str) -> String {
+    let message_type = serde_json::from_str::<Json>(text)
+        .ok()
+        .and_then(|frame| frame.get("type").and_then(Json::as_str).map(str::to_owned));
+    match message_type.as_deref() {
+        Some(private @ ("UPDATE_TOKEN" | "CHANGES" | "ENTITY_DATA" | "CHUNK")) => {
+            format!("{private} ({} bytes)", text.len())
+        }
+        _ => {
+            let mut end = text.len().min(300);
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text[..end].to_owned()
+        }
     }
-    &text[..end]
 }
