@@ -179,7 +179,17 @@ fn every_entity_data_is_stamped_later_than_the_last() {
     let all = alice.subscribe("all", json!({"collectionName": "todos"}));
     assert!(stamp(&all) > stamp(&empty));
     // Another query with no commit in between: its answer still comes later.
-    let mine = alice.subscribe("mine", json!({"collectionName": "todos", "where": [["owner", "=", "alice"]]}));
+    alice.send(
+        "CONNECT_QUERY",
+        json!({"id": "mine", "params": {"collectionName": "todos", "where": [["owner", "=", "alice"]]}}),
+    );
+    server.database().flush_subscriptions();
+    assert_eq!(
+        alice.connection.try_drain(NOW),
+        None,
+        "it needs a fresh checkpoint: the transport takes it off its workers"
+    );
+    let mine = alice.one("ENTITY_DATA");
     assert!(stamp(&mine) > stamp(&all), "{} after {}", mine["timestamp"], all["timestamp"]);
     assert!(stamp(&mine) <= server.database().latest_timestamp(), "a checkpoint the database has reached");
     // One fresh checkpoint serves every connection that needs one.

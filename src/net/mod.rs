@@ -265,11 +265,16 @@ async fn connection(state: AppState, mut socket: WebSocket, params: HashMap<Stri
             let _ = socket.send(Message::Close(Some(close))).await;
             break;
         }
-        // Taking what is owed may wait for the store (a message that needs a fresh
-        // checkpoint), so it runs on the blocking pool too.
-        let engine = connection.clone();
-        let owed = tokio::task::spawn_blocking(move || engine.drain(now_ms())).await;
-        let owed = owed.unwrap_or_else(|_| close_frames(CloseType::InternalError, Some("internal error")));
+        // What is owed is taken here unless it needs a fresh checkpoint, which may wait for
+        // the store: that goes to the blocking pool.
+        let owed = match connection.try_drain(now_ms()) {
+            Some(owed) => owed,
+            None => {
+                let engine = connection.clone();
+                let owed = tokio::task::spawn_blocking(move || engine.drain(now_ms())).await;
+                owed.unwrap_or_else(|_| close_frames(CloseType::InternalError, Some("internal error")))
+            }
+        };
         if !send_all(&mut socket, owed).await {
             break;
         }

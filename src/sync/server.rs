@@ -322,7 +322,17 @@ impl Connection {
     /// everything pending. An expired token turns it into `CLOSE TOKEN_EXPIRED`. May wait for
     /// the store (a message that needs a fresh checkpoint): call it off the async workers.
     pub fn drain(&self, now_ms: i64) -> Vec<Outgoing> {
-        let out = self.take_outgoing(now_ms);
+        self.take_outgoing(now_ms, true).expect("allowed to wait")
+    }
+
+    /// [`Connection::drain`] without waiting: `None` (nothing taken) when what is owed needs a
+    /// fresh checkpoint, which may wait for the store; then call `drain` off the async workers.
+    pub fn try_drain(&self, now_ms: i64) -> Option<Vec<Outgoing>> {
+        self.take_outgoing(now_ms, false)
+    }
+
+    fn take_outgoing(&self, now_ms: i64, may_wait: bool) -> Option<Vec<Outgoing>> {
+        let out = self.stamp_and_take(now_ms, may_wait)?;
         if tracing::enabled!(tracing::Level::DEBUG) {
             for frame in &out {
                 if let Outgoing::Text(text) = frame {
@@ -330,20 +340,24 @@ impl Connection {
                 }
             }
         }
-        out
+        Some(out)
     }
 
-    fn take_outgoing(&self, now_ms: i64) -> Vec<Outgoing> {
+    fn stamp_and_take(&self, now_ms: i64, may_wait: bool) -> Option<Vec<Outgoing>> {
         let mut state = self.state.lock();
         if state.expired(now_ms) {
-            return std::mem::take(&mut state.outbox);
+            return Some(std::mem::take(&mut state.outbox));
         }
-        let mut out = std::mem::take(&mut state.outbox);
         if !state.entities.has_pending() {
-            return out;
+            return Some(std::mem::take(&mut state.outbox));
         }
         let mut timestamp = self.stamp(&state);
-        if state.last_stamp.as_ref().is_some_and(|last| timestamp <= *last) || timestamp.physical == 0 {
+        let needs_fresh = state.last_stamp.as_ref().is_some_and(|last| timestamp <= *last) || timestamp.physical == 0;
+        if needs_fresh && !may_wait {
+            return None;
+        }
+        let mut out = std::mem::take(&mut state.outbox);
+        if needs_fresh {
             // Nothing was committed since the last message (or ever): this one needs a
             // checkpoint of its own. Asked for without the connection's lock, which commits'
             // updates take; if a commit's update is under way, the wake comes once it is done.
@@ -354,10 +368,10 @@ impl Connection {
             out.append(&mut state.outbox);
             match fresh {
                 Some(fresh) => timestamp = fresh.max(self.stamp(&state)),
-                None => return out,
+                None => return Some(out),
             }
             if state.phase == Phase::Closed || !state.entities.has_pending() {
-                return out;
+                return Some(out);
             }
         }
         let (changes, collections, for_queries) = state.entities.take();
@@ -369,7 +383,7 @@ impl Connection {
         });
         state.last_stamp = Some(timestamp);
         out.push(Outgoing::Text(frame("ENTITY_DATA", payload)));
-        out
+        Some(out)
     }
 
     /// Every change this connection was fed is at or before both: the last finished commit,
