@@ -85,15 +85,9 @@ impl ServerMessage {
     /// Parses one text frame from a server. Nothing in it is trusted: a wrong shape is a
     /// [`FrameError`], never a panic.
     pub fn parse(frame: &str) -> Result<ServerMessage, FrameError> {
-        let json: Json = serde_json::from_str(frame).map_err(|_| FrameError::Malformed)?;
-        let Some(message_type) = json.get("type").and_then(Json::as_str) else { return Err(FrameError::Malformed) };
-        let empty = Json::Object(Map::new());
-        let payload = json.get("payload").unwrap_or(&empty);
-        let bad = |message: String| FrameError::BadPayload {
-            message_type: message_type.to_owned(),
-            error: WireError::new("MalformedMessagePayloadError", "Messages payloads must be valid JSON.", 400)
-                .with_context(message),
-        };
+        let (message_type, payload) = envelope(frame)?;
+        let (message_type, payload) = (message_type.as_str(), &payload);
+        let bad = |message: String| bad_payload(message_type, message);
         let text = |key: &str| payload.get(key).and_then(Json::as_str).map(str::to_owned);
         let timestamp =
             || Timestamp::from_json(payload.get("timestamp").unwrap_or(&Json::Null)).map_err(|e| bad(e.to_string()));
@@ -203,15 +197,9 @@ pub enum FrameError {
 impl ClientMessage {
     /// Parses one text frame.
     pub fn parse(frame: &str) -> Result<ClientMessage, FrameError> {
-        let json: Json = serde_json::from_str(frame).map_err(|_| FrameError::Malformed)?;
-        let Some(message_type) = json.get("type").and_then(Json::as_str) else { return Err(FrameError::Malformed) };
-        let empty = Json::Object(Map::new());
-        let payload = json.get("payload").unwrap_or(&empty);
-        let bad = |message: String| FrameError::BadPayload {
-            message_type: message_type.to_owned(),
-            error: WireError::new("MalformedMessagePayloadError", "Messages payloads must be valid JSON.", 400)
-                .with_context(message),
-        };
+        let (message_type, payload) = envelope(frame)?;
+        let (message_type, payload) = (message_type.as_str(), &payload);
+        let bad = |message: String| bad_payload(message_type, message);
         let text = |key: &str| -> Result<String, FrameError> {
             payload
                 .get(key)
@@ -300,6 +288,23 @@ impl Checkpoint {
     fn to_json(&self) -> Json {
         let ids: Map<String, Json> = self.entity_ids.iter().map(|(c, ids)| (c.clone(), json!(ids))).collect();
         json!({"timestamp": self.timestamp.to_json(), "entityIds": ids})
+    }
+}
+
+/// A frame's `{type, payload}` (a missing payload reads as `{}`).
+fn envelope(frame: &str) -> Result<(String, Json), FrameError> {
+    let mut json: Json = serde_json::from_str(frame).map_err(|_| FrameError::Malformed)?;
+    let message_type = json.get("type").and_then(Json::as_str).ok_or(FrameError::Malformed)?.to_owned();
+    let payload = json.get_mut("payload").map(Json::take).unwrap_or_else(|| Json::Object(Map::new()));
+    Ok((message_type, payload))
+}
+
+/// Triplit's answer to a known message type with a wrong payload.
+fn bad_payload(message_type: &str, problem: String) -> FrameError {
+    FrameError::BadPayload {
+        message_type: message_type.to_owned(),
+        error: WireError::new("MalformedMessagePayloadError", "Messages payloads must be valid JSON.", 400)
+            .with_context(problem),
     }
 }
 
