@@ -110,17 +110,22 @@ enum CommitDurability {
 /// What both commands configure.
 struct Config {
     addr: SocketAddr,
-    jwt_secret: String,
-    external_jwt_secret: Option<String>,
-    project_id: String,
-    claims_path: Option<String>,
-    /// Seconds an expired token is still accepted (`TOKEN_LEEWAY_SECONDS`, default 0).
-    token_leeway: u64,
+    tokens: Tokens,
     database: Option<PathBuf>,
     schema: Option<PathBuf>,
     limits: Limits,
     durability: Durability,
     cache_mb: u32,
+}
+
+/// How tokens are verified, read the same way by both commands.
+struct Tokens {
+    jwt_secret: String,
+    external_jwt_secret: Option<String>,
+    project_id: String,
+    claims_path: Option<String>,
+    /// Seconds an expired token is still accepted (`TOKEN_LEEWAY_SECONDS`, default 0).
+    leeway: u64,
     /// Where each key came from, for the startup log (never the keys themselves).
     key_sources: [(&'static str, &'static str); 2],
 }
@@ -158,13 +163,33 @@ impl Settings {
         }
     }
 
-    fn key_sources(&self) -> [(&'static str, &'static str); 2] {
-        let jwt_secret = match self.source("JWT_SECRET") {
-            // `dev` signs with Triplit's development secret then.
-            "unset" if !self.prefix.is_empty() => "default (development only)",
+    /// The token settings: `JWT_SECRET` is required for `serve`; `dev` falls back to Triplit's
+    /// development secret.
+    fn tokens(&self) -> Result<Tokens, String> {
+        let jwt_secret = match self.get("JWT_SECRET") {
+            Some(secret) => secret,
+            // `dev` reads prefixed names.
+            None if !self.prefix.is_empty() => "jwt-key-for-development-only".into(),
+            None => return Err("JWT_SECRET is required".into()),
+        };
+        let leeway = match self.get("TOKEN_LEEWAY_SECONDS") {
+            Some(text) => text
+                .parse()
+                .map_err(|_| format!("TOKEN_LEEWAY_SECONDS must be a whole number of seconds, not {text:?}"))?,
+            None => 0,
+        };
+        let jwt_source = match self.source("JWT_SECRET") {
+            "unset" => "default (development only)",
             source => source,
         };
-        [("JWT_SECRET", jwt_secret), ("EXTERNAL_JWT_SECRET", self.source("EXTERNAL_JWT_SECRET"))]
+        Ok(Tokens {
+            jwt_secret,
+            external_jwt_secret: self.get("EXTERNAL_JWT_SECRET"),
+            project_id: self.get("PROJECT_ID").unwrap_or_else(|| "local-project-id".into()),
+            claims_path: self.get("CLAIMS_PATH"),
+            leeway,
+            key_sources: [("JWT_SECRET", jwt_source), ("EXTERNAL_JWT_SECRET", self.source("EXTERNAL_JWT_SECRET"))],
+        })
     }
 }
 
@@ -188,17 +213,12 @@ fn main() {
             limits.limits(&var).and_then(|limits| {
                 let config = Config {
                     addr: SocketAddr::new(host, port),
-                    jwt_secret: var("JWT_SECRET").unwrap_or_else(|| "jwt-key-for-development-only".into()),
-                    external_jwt_secret: var("EXTERNAL_JWT_SECRET"),
-                    project_id: var("PROJECT_ID").unwrap_or_else(|| "local-project-id".into()),
-                    claims_path: var("CLAIMS_PATH"),
-                    token_leeway: leeway(&var)?,
+                    tokens: settings.tokens()?,
                     database,
                     schema,
                     limits,
                     durability: Durability::Normal,
                     cache_mb: 32,
-                    key_sources: settings.key_sources(),
                 };
                 run(config, true)
             })
@@ -263,11 +283,7 @@ fn serve_config(
     };
     Ok(Config {
         addr: SocketAddr::new(host, port),
-        jwt_secret: var("JWT_SECRET").ok_or("JWT_SECRET is required")?,
-        external_jwt_secret: var("EXTERNAL_JWT_SECRET"),
-        project_id: var("PROJECT_ID").unwrap_or_else(|| "local-project-id".into()),
-        claims_path: var("CLAIMS_PATH"),
-        token_leeway: leeway(&var)?,
+        tokens: settings.tokens()?,
         database,
         schema,
         limits: limits.limits(&var)?,
@@ -276,31 +292,20 @@ fn serve_config(
             CommitDurability::Full => Durability::Full,
         },
         cache_mb,
-        key_sources: settings.key_sources(),
     })
-}
-
-/// `TOKEN_LEEWAY_SECONDS`: clock skew allowed on `exp` and `nbf` (Triplit allows none).
-fn leeway(var: &dyn Fn(&str) -> Option<String>) -> Result<u64, String> {
-    match var("TOKEN_LEEWAY_SECONDS") {
-        Some(text) => {
-            text.parse().map_err(|_| format!("TOKEN_LEEWAY_SECONDS must be a whole number of seconds, not {text:?}"))
-        }
-        None => Ok(0),
-    }
 }
 
 fn run(config: Config, dev: bool) -> Result<(), String> {
     let mut builder = Database::builder()
         .client_id("server")
-        .token_leeway_seconds(config.token_leeway)
-        .jwt_secret(&config.jwt_secret)
+        .token_leeway_seconds(config.tokens.leeway)
+        .jwt_secret(&config.tokens.jwt_secret)
         .durability(config.durability)
         .cache_size_mib(config.cache_mb);
-    if let Some(key) = &config.external_jwt_secret {
+    if let Some(key) = &config.tokens.external_jwt_secret {
         builder = builder.external_jwt_secret(key);
     }
-    if let Some(path) = &config.claims_path {
+    if let Some(path) = &config.tokens.claims_path {
         builder = builder.claims_path(path);
     }
     if let Some(path) = &config.schema {
@@ -330,9 +335,9 @@ fn run(config: Config, dev: bool) -> Result<(), String> {
             None => "memory (nothing is kept after exit)".into(),
         };
         if dev {
-            let service = mint_dev_token(&config.jwt_secret, DevTokenKind::Secret, &config.project_id)
+            let service = mint_dev_token(&config.tokens.jwt_secret, DevTokenKind::Secret, &config.tokens.project_id)
                 .map_err(|e| e.to_string())?;
-            let anon = mint_dev_token(&config.jwt_secret, DevTokenKind::Anon, &config.project_id)
+            let anon = mint_dev_token(&config.tokens.jwt_secret, DevTokenKind::Anon, &config.tokens.project_id)
                 .map_err(|e| e.to_string())?;
             println!("triplite {} dev server", env!("CARGO_PKG_VERSION"));
             println!("  Database URL     http://{addr}");
@@ -340,15 +345,15 @@ fn run(config: Config, dev: bool) -> Result<(), String> {
             println!("  Service Token    {service}");
             println!("  Anonymous Token  {anon}");
         }
-        let [(_, jwt_secret), (_, external_jwt_secret)] = config.key_sources;
+        let [(_, jwt_secret), (_, external_jwt_secret)] = config.tokens.key_sources;
         tracing::info!(
             addr = %addr,
             storage,
             schema_file = config.schema.as_ref().map(|p| p.display().to_string()),
             jwt_secret,
             external_jwt_secret,
-            claims_path = config.claims_path.as_deref(),
-            token_leeway_seconds = config.token_leeway,
+            claims_path = config.tokens.claims_path.as_deref(),
+            token_leeway_seconds = config.tokens.leeway,
             limits = %serde_json::Value::Object(limits),
             "listening"
         );
