@@ -125,17 +125,19 @@ impl Fanout {
         work(store.backend(), schema.as_deref())
     }
 
-    /// The update lock, for a caller that will hold the store and update through the writer
-    /// ([`Fanout::catch_up_locked`]): a schema change.
-    pub(super) fn lock_updates(&self) -> MutexGuard<'_, Option<Store>> {
-        self.updating.lock()
-    }
-
-    /// Brings the live queries up to date through `backend`, the writer's connection. The
-    /// caller holds the update lock, then the store lock.
-    pub(super) fn catch_up_locked(&self, shared: &Shared, backend: &dyn Backend, schema: Option<&Schema>) {
+    /// Brings the live queries up to date through the writer's connection and keeps them
+    /// still: the caller changes the schema while it holds the two locks returned (the update
+    /// lock, then the store).
+    pub(super) fn hold_caught_up<'a>(
+        &'a self,
+        shared: &'a Shared,
+    ) -> (MutexGuard<'a, Option<Store>>, MutexGuard<'a, Store>) {
+        let updating = self.updating.lock();
+        let mut store = shared.store.lock();
+        let schema = shared.schema.read().clone();
         let batch = self.take();
-        self.update(shared, backend, schema, batch);
+        self.update(shared, store.backend(), schema.as_deref(), batch);
+        (updating, store)
     }
 
     /// Whether every commit so far has reached the live queries (the caller holds the store

@@ -268,10 +268,7 @@ impl Database {
     /// otherwise [`Error::IncompatibleSchema`] carries it, and nothing changes.
     pub fn set_schema(&self, schema: Schema) -> Result<SchemaChange> {
         // Live queries catch up with the old schema first, and stay still until they have the new one.
-        let _updates = self.shared.fanout.lock_updates();
-        let mut store = self.shared.store.lock();
-        let old_schema = self.schema();
-        self.shared.fanout.catch_up_locked(&self.shared, store.backend(), old_schema.as_deref());
+        let (_updates, mut store) = self.shared.fanout.hold_caught_up(&self.shared);
         let mut schema_slot = self.shared.schema.write();
         let backend = store.backend();
         let change = SchemaChange::evaluate(schema_slot.as_deref(), &schema, &mut |collection, visit| {
@@ -317,10 +314,7 @@ impl Database {
     /// [`Database::clear`], then forgets the schema too: the database is schemaless after.
     pub fn clear_with_schema(&self) -> Result<()> {
         self.clear()?;
-        let _updates = self.shared.fanout.lock_updates();
-        let mut store = self.shared.store.lock();
-        let old_schema = self.schema();
-        self.shared.fanout.catch_up_locked(&self.shared, store.backend(), old_schema.as_deref());
+        let (_updates, mut store) = self.shared.fanout.hold_caught_up(&self.shared);
         let backend = store.backend();
         backend.begin()?;
         if let Err(e) = backend.delete_meta(META_SCHEMA).and_then(|_| backend.commit()) {

@@ -160,8 +160,9 @@ impl Entities {
         self.pending_bytes + self.pending_deletes.iter().map(|key| key.len() + 3).sum::<usize>()
     }
 
-    /// Takes what is pending: the changes, the collections to name, and the query ids.
-    pub(crate) fn take(&mut self) -> (Changes, Vec<String>, Vec<String>) {
+    /// Takes what is pending: the changes (naming every answered query's collection, even
+    /// without a change: an empty first answer still names it) and the query ids.
+    pub(crate) fn take(&mut self) -> (Changes, Vec<String>) {
         let mut changes = Changes::default();
         self.pending_bytes = 0;
         for (key, doc) in std::mem::take(&mut self.pending_sets) {
@@ -173,9 +174,11 @@ impl Entities {
             let (collection, id) = split_entity_key(&key);
             changes.delete(collection, id);
         }
-        let collections = std::mem::take(&mut self.pending_collections).into_iter().collect();
+        for collection in std::mem::take(&mut self.pending_collections) {
+            changes.collections.entry(collection).or_default();
+        }
         let queries = std::mem::take(&mut self.for_queries).into_iter().collect();
-        (changes, collections, queries)
+        (changes, queries)
     }
 }
 

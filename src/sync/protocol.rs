@@ -5,7 +5,7 @@
 use serde_json::{Map, Value as Json, json};
 
 use crate::error::Error;
-use crate::store::{Changes, CollectionChanges, Timestamp};
+use crate::store::{Changes, Timestamp};
 
 /// A message from a client.
 #[derive(Debug, Clone, PartialEq)]
@@ -140,7 +140,7 @@ impl ServerMessage {
             ServerMessage::SchemaRequest => ("SCHEMA_REQUEST", json!({})),
             ServerMessage::EntityData { changes, timestamp, for_queries } => (
                 "ENTITY_DATA",
-                json!({"changes": encode_changes(changes, &[]), "timestamp": timestamp.to_json(), "forQueries": for_queries}),
+                json!({"changes": encode_changes(changes), "timestamp": timestamp.to_json(), "forQueries": for_queries}),
             ),
             ServerMessage::ChangesAck { timestamp } => ("CHANGES_ACK", json!({"timestamp": timestamp.to_json()})),
             ServerMessage::Error { message_type, error, metadata } => {
@@ -257,7 +257,7 @@ impl ClientMessage {
                 ("CONNECT_QUERY", payload)
             }
             ClientMessage::DisconnectQuery { id } => ("DISCONNECT_QUERY", json!({"id": id})),
-            ClientMessage::Changes { changes } => ("CHANGES", json!({"changes": encode_changes(changes, &[])})),
+            ClientMessage::Changes { changes } => ("CHANGES", json!({"changes": encode_changes(changes)})),
             ClientMessage::Chunk { data, total, index, id } => {
                 ("CHUNK", json!({"data": data, "total": total, "index": index, "id": id}))
             }
@@ -314,20 +314,11 @@ pub fn frame(message_type: &str, payload: Json) -> String {
 }
 
 /// Changes in the SuperJSON envelope Triplit sends (`sets` as a Map of `[id, entity]` pairs,
-/// `deletes` as a Set). `always` lists collections to include even when they have no change
-/// (an empty first answer to a query still names its collection).
-pub fn encode_changes(changes: &Changes, always: &[&str]) -> Json {
+/// `deletes` as a Set); a collection without changes is named with empty lists.
+pub fn encode_changes(changes: &Changes) -> Json {
     let mut collections = Map::new();
     let mut meta = Map::new();
-    let empty = CollectionChanges::default();
-    let mut names: Vec<&str> = changes.collections.keys().map(String::as_str).collect();
-    for name in always {
-        if !names.contains(name) {
-            names.push(name);
-        }
-    }
-    for name in names {
-        let batch = changes.collections.get(name).unwrap_or(&empty);
+    for (name, batch) in &changes.collections {
         let sets: Vec<Json> = batch.sets.iter().map(|(id, doc)| json!([id, doc])).collect();
         collections.insert(name.to_owned(), json!({"sets": sets, "deletes": batch.deletes}));
         let path = superjson_escape(name);
@@ -567,7 +558,8 @@ mod tests {
         let mut changes = Changes::default();
         changes.set("todos", "a", json!({"id": "a"}).as_object().unwrap().clone());
         changes.delete("todos", "b");
-        let encoded = encode_changes(&changes, &["notes"]);
+        changes.collections.entry("notes".into()).or_default();
+        let encoded = encode_changes(&changes);
         assert_eq!(encoded["meta"]["values"]["todos.sets"], json!(["map"]));
         assert_eq!(encoded["json"]["notes"], json!({"sets": [], "deletes": []}));
         assert_eq!(encoded["json"]["todos"]["sets"], json!([["a", {"id": "a"}]]));

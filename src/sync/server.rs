@@ -13,7 +13,7 @@ use serde_json::{Value as Json, json};
 use super::connection::{ChunkLimits, Chunks, Entities, QueryEntities};
 use super::limits::Limits;
 use super::protocol::{
-    Checkpoint, ClientMessage, CloseType, FrameError, Outgoing, WireError, close_frames, encode_changes, error_frame,
+    Checkpoint, ClientMessage, CloseType, FrameError, Outgoing, ServerMessage, WireError, close_frames, error_frame,
     frame,
 };
 use crate::db::{Database, Session};
@@ -374,15 +374,9 @@ impl Connection {
                 return Some(out);
             }
         }
-        let (changes, collections, for_queries) = state.entities.take();
-        let names: Vec<&str> = collections.iter().map(String::as_str).collect();
-        let payload = json!({
-            "changes": encode_changes(&changes, &names),
-            "timestamp": timestamp.to_json(),
-            "forQueries": for_queries,
-        });
-        state.last_stamp = Some(timestamp);
-        out.push(Outgoing::Text(frame("ENTITY_DATA", payload)));
+        let (changes, for_queries) = state.entities.take();
+        state.last_stamp = Some(timestamp.clone());
+        out.push(Outgoing::Text(ServerMessage::EntityData { changes, timestamp, for_queries }.to_frame()));
         Some(out)
     }
 
