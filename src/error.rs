@@ -77,6 +77,15 @@ pub enum Error {
     /// A file or directory could not be used.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+
+    /// The sync client's session cannot take this call: Triplit's client errors
+    /// (`NoActiveSessionError`, `SessionRolesMismatchError`, ...).
+    #[error("{name}: {message}")]
+    ClientSession { name: &'static str, message: String },
+
+    /// The server could not be reached, or answered a client's request with a failure.
+    #[error("NetworkError: {0}")]
+    Network(String),
 }
 
 impl Error {
@@ -99,6 +108,8 @@ impl Error {
             Error::InvalidOperation(_) => "InvalidOperationError",
             Error::LimitExceeded(_) => "LimitExceededError",
             Error::Storage(_) | Error::Corrupt(_) | Error::Io(_) => "TriplitError",
+            Error::ClientSession { name, .. } => name,
+            Error::Network(_) => "NetworkError",
         }
     }
 
@@ -111,6 +122,7 @@ impl Error {
             Error::IncompatibleSchema(_) => 409,
             Error::LimitExceeded(_) => 429,
             Error::Storage(_) | Error::Corrupt(_) | Error::Io(_) => 500,
+            Error::Network(_) => 503,
             _ => 400,
         }
     }

@@ -9,6 +9,8 @@
 #![deny(unsafe_code)]
 
 pub mod auth;
+#[cfg(feature = "client")]
+pub mod client;
 mod db;
 mod error;
 pub mod ffi;

@@ -167,6 +167,17 @@ impl Verifier {
     }
 }
 
+/// A token's claims read without checking its signature or expiry: what an embedded client,
+/// which holds its user's token but not the provider's key, uses for local permission checks
+/// and its refresh schedule. Never trust these for access on a server.
+pub fn unverified_claims(token: &str) -> Result<Map<String, Json>> {
+    let parts: Vec<&str> = token.trim().split('.').collect();
+    if parts.len() != 3 {
+        return Err(auth_error(Kind::InvalidPayload, "Token could not be decoded as a valid JWT"));
+    }
+    decode_segment(parts[1], "payload")
+}
+
 fn decode_segment(segment: &str, what: &str) -> Result<Map<String, Json>> {
     let bytes = URL_SAFE_NO_PAD.decode(segment.trim_end_matches('=')).map_err(|_| {
         auth_error(

@@ -146,7 +146,7 @@ impl<'a> Transaction<'a> {
 
     /// Deletes every entity the store holds, in every collection — also those the schema no
     /// longer declares (Triplit's `/clear`). Runs without rules: for the database itself.
-    pub(super) fn delete_every_entity(&mut self) -> Result<()> {
+    pub(crate) fn delete_every_entity(&mut self) -> Result<()> {
         for collection in self.store.backend().collection_names()? {
             let mut ids = Vec::new();
             self.store.backend().scan(&collection, &Access::Scan, &[], &mut |id, _| {
@@ -211,6 +211,46 @@ impl<'a> Transaction<'a> {
     fn reader<'s>(&'s mut self, schema: Option<&'s Schema>) -> Executor<'s> {
         let limits = self.access.as_ref().and_then(|a| a.limits);
         Executor::new(self.store.backend(), schema).metered(limits)
+    }
+
+    /// Records every entity this transaction writes from now on with its document before it
+    /// (see [`Transaction::written`]): the sync client turns them into its outbox entry.
+    pub(crate) fn record_writes(&mut self) {
+        self.capture = true;
+    }
+
+    /// Each entity written since [`Transaction::record_writes`], with its stored (encoded)
+    /// document before the transaction and now (`None`: absent or deleted).
+    pub(crate) fn written(&mut self) -> Result<Vec<(String, String, Option<Document>, Option<Document>)>> {
+        let mut written = Vec::with_capacity(self.touched.len());
+        for touched in &self.touched {
+            let after = self.store.backend().read_doc(&touched.collection, &touched.id)?;
+            written.push((touched.collection.clone(), touched.id.clone(), touched.before.clone(), after));
+        }
+        Ok(written)
+    }
+
+    /// An entity's stored (encoded) document, without rules.
+    pub(crate) fn read_encoded(&mut self, collection: &str, id: &str) -> Result<Option<Document>> {
+        self.store.backend().read_doc(collection, id)
+    }
+
+    /// The database's own metadata, written in this transaction (the sync client's outbox and
+    /// checkpoints live there, so they commit or roll back with the writes they describe).
+    pub(crate) fn write_meta(&mut self, key: &str, value: &[u8]) -> Result<()> {
+        self.store.backend().write_meta(key, value)
+    }
+
+    pub(crate) fn delete_meta(&mut self, key: &str) -> Result<()> {
+        self.store.backend().delete_meta(key)
+    }
+
+    pub(crate) fn read_meta(&mut self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.store.backend().read_meta(key)
+    }
+
+    pub(crate) fn scan_meta(&mut self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        self.store.backend().scan_meta(prefix)
     }
 
     /// Whether a session's rules govern this transaction.

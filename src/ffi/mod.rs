@@ -87,6 +87,8 @@ impl From<Error> for Failure {
             Error::Query { .. } | Error::LimitExceeded(_) => TRIPLITE_QUERY,
             Error::InvalidOperation(_) => TRIPLITE_SCHEMA,
             Error::Storage(_) | Error::Corrupt(_) | Error::Io(_) => TRIPLITE_STORAGE,
+            Error::ClientSession { .. } => TRIPLITE_AUTH,
+            Error::Network(_) => TRIPLITE_NETWORK,
         };
         Failure { status, message: format!("{}: {error}", error.name()) }
     }

@@ -65,7 +65,7 @@ enum Undo {
 pub(crate) struct MemoryBackend {
     tables: HashMap<String, BTreeMap<String, Row>>,
     indexes: HashMap<String, Vec<MemoryIndex>>,
-    meta: HashMap<String, Vec<u8>>,
+    meta: BTreeMap<String, Vec<u8>>,
     undo: Option<Vec<Undo>>,
 }
 
@@ -246,5 +246,10 @@ impl Backend for MemoryBackend {
             undo.push(Undo::Meta { key: key.to_owned(), previous });
         }
         Ok(())
+    }
+
+    fn scan_meta(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let entries = self.meta.range(prefix.to_owned()..).take_while(|(key, _)| key.starts_with(prefix));
+        Ok(entries.map(|(key, value)| (key.clone(), value.clone())).collect())
     }
 }

@@ -212,6 +212,9 @@ pub(crate) trait Backend: Send {
     fn read_meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
     fn write_meta(&mut self, key: &str, value: &[u8]) -> Result<()>;
     fn delete_meta(&mut self, key: &str) -> Result<()>;
+    /// Every metadata entry whose key starts with `prefix`, in key order (the sync client keeps
+    /// its outbox and checkpoints under prefixes of its own).
+    fn scan_meta(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>>;
 }
 
 /// Merges writes into entity rows.

@@ -482,4 +482,14 @@ impl Backend for SqliteBackend {
         self.conn.prepare_cached("DELETE FROM meta WHERE key = ?1")?.execute([key])?;
         Ok(())
     }
+
+    fn scan_meta(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        // `substr` rather than LIKE: a prefix may hold `%` or `_`. The range lets the primary
+        // key serve the scan.
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT key, value FROM meta WHERE key >= ?1 AND substr(key, 1, length(?1)) = ?1 ORDER BY key",
+        )?;
+        let rows = stmt.query_map([prefix], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
 }
