@@ -337,6 +337,11 @@ impl SyncEngine {
         std::mem::take(&mut self.output)
     }
 
+    /// Queues an event the application decided on (delivered with the engine's own).
+    pub fn report(&mut self, event: ClientEvent) {
+        self.events.push(event);
+    }
+
     pub fn take_events(&mut self) -> Vec<ClientEvent> {
         std::mem::take(&mut self.events)
     }
@@ -550,7 +555,9 @@ pub(crate) fn websocket_url(server_url: &str, token: &str) -> String {
             other => format!("%{other:02X}"),
         })
         .collect();
-    format!("{scheme}://{rest}?sync-schema=false&token={token}")
+    // The root path when the URL has none (`host:port?...` is not a valid request target).
+    let slash = if rest.contains('/') { "" } else { "/" };
+    format!("{scheme}://{rest}{slash}?sync-schema=false&token={token}")
 }
 
 fn split_at_char_boundaries(text: &str, max: usize) -> Vec<&str> {
@@ -820,7 +827,7 @@ mod tests {
             websocket_url("https://db.example.com/sync/", "t"),
             "wss://db.example.com/sync?sync-schema=false&token=t"
         );
-        assert_eq!(websocket_url("h:1", "a+b"), "ws://h:1?sync-schema=false&token=a%2Bb");
+        assert_eq!(websocket_url("h:1", "a+b"), "ws://h:1/?sync-schema=false&token=a%2Bb");
     }
 
     #[test]

@@ -338,7 +338,12 @@ impl Client {
     ) -> Result<ClientSubscription> {
         let id = query_id(query);
         let fulfilled = self.shared.with_engine(|engine| engine.is_fulfilled(&id));
-        let state = Arc::new(Mutex::new(SubscriptionState { callback: Box::new(callback), last: None, fulfilled }));
+        let state = Arc::new(Mutex::new(SubscriptionState {
+            query: query.clone(),
+            callback: Box::new(callback),
+            last: None,
+            fulfilled,
+        }));
         let feed = Arc::downgrade(&state);
         let local = self.shared.db.subscribe_with(query, move |live: LiveResult| {
             if let Some(state) = feed.upgrade() {
@@ -393,15 +398,10 @@ impl Client {
 
     /// `remote-only`: the server's HTTP `/fetch`, nothing cached.
     fn fetch_remote(&self, query: &Query) -> Result<Vec<Json>> {
-        let answer = self.shared.post_http("/fetch", None, &json!({"query": query.to_json()}))?;
-        let results = answer.get("result").and_then(Json::as_array).cloned().unwrap_or_default();
-        Ok(results
-            .into_iter()
-            .map(|pair| match pair {
-                Json::Array(mut pair) if pair.len() == 2 => pair.pop().unwrap_or(Json::Null),
-                other => other,
-            })
-            .collect())
+        match self.shared.post_http("/fetch", None, &json!({"query": query.to_json()}))? {
+            Json::Array(results) => Ok(results),
+            other => Err(Error::Network(format!("POST /fetch: expected an array of entities, got {other}"))),
+        }
     }
 }
 
@@ -456,6 +456,7 @@ impl Drop for ClientSubscription {
 
 /// One subscription's callback and what it last delivered (to deliver again as `fulfilled`).
 struct SubscriptionState {
+    query: Query,
     callback: Box<dyn FnMut(ClientResult) + Send>,
     last: Option<Vec<Arc<Json>>>,
     fulfilled: bool,
@@ -467,13 +468,21 @@ impl SubscriptionState {
         (self.callback)(ClientResult { results, change, fulfilled: self.fulfilled });
     }
 
-    fn fulfil(&mut self) {
+    /// The server answered, and its data is applied. If the last result delivered is still
+    /// the current one, it is delivered again as `fulfilled`; otherwise a newer result is
+    /// queued behind this lock, and it carries the flag.
+    fn fulfil(&mut self, db: &Database) {
         if self.fulfilled {
             return;
         }
         self.fulfilled = true;
-        if let Some(results) = self.last.clone() {
-            (self.callback)(ClientResult { results, change: ResultChange::default(), fulfilled: true });
+        let Some(last) = self.last.clone() else { return };
+        match db.fetch(&self.query) {
+            Ok(current) if current.len() == last.len() && current.iter().zip(&last).all(|(c, l)| c == &**l) => {
+                (self.callback)(ClientResult { results: last, change: ResultChange::default(), fulfilled: true });
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "a fulfilled subscription could not be read"),
         }
     }
 }
@@ -522,9 +531,10 @@ impl Shared {
         if states.is_empty() {
             return;
         }
+        // Every commit so far has its results queued for the callbacks (see `fulfil`).
         self.db.flush_subscriptions();
         for state in states {
-            state.lock().fulfil();
+            state.lock().fulfil(&self.db);
         }
     }
 

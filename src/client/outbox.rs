@@ -13,7 +13,7 @@ use std::collections::{HashMap, VecDeque};
 
 use serde_json::{Map, Value as Json, json};
 
-use crate::db::{Database, Transaction};
+use crate::db::{Database, Transaction, Written};
 use crate::error::{Error, Result};
 use crate::store::{Changes, Document};
 
@@ -96,7 +96,7 @@ impl Outbox {
     /// [`Outbox::push`]ed once the transaction commits; `None` when nothing changed.
     pub fn stage(&self, tx: &mut Transaction, tx_id: String) -> Result<Option<PendingTransaction>> {
         let mut changes = Changes::default();
-        for (collection, id, before, after) in tx.written()? {
+        for Written { collection, id, before, after } in tx.written()? {
             match (&before, &after) {
                 (None, Some(doc)) => changes.set(&collection, &id, doc.clone()),
                 (Some(_), None) => changes.delete(&collection, &id),

@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use serde_json::{Map, Value as Json, json};
 
-use super::{Client, RefreshHandler, Shared, no_session, now_ms};
+use super::engine::SyncEngine;
+use super::{Client, ClientEvent, RefreshHandler, Shared, no_session, now_ms};
 use crate::auth::unverified_claims;
 use crate::error::{Error, Result};
+use crate::sync::protocol::WireError;
 
 /// A refresh is asked for this long before the token expires, and never sooner than this
 /// after it was scheduled (as `@triplit/client`).
@@ -22,11 +24,20 @@ const REFRESH_RETRY_MS: i64 = 5000;
 impl Client {
     /// Replaces the token (or removes it). The open connection keeps the token it opened
     /// with: `disconnect` first, then `connect` (the Clerk guide's flow).
+    ///
+    /// A token for another user (another `sub`, or other roles) first wipes what the previous
+    /// one synced, so the new user never sees it; the previous user's pending transactions
+    /// cannot be sent as the new one, so each is reported rejected (`SessionChangedError`).
     pub fn update_token(&self, token: Option<&str>) -> Result<()> {
         let claims = token.map(decode).transpose()?;
-        self.shared.set_local_session(claims.as_ref())?;
-        self.shared.with_engine(|engine| engine.set_token(token.map(str::to_owned)));
-        Ok(())
+        self.shared.with_engine(|engine| {
+            if let Some(claims) = &claims {
+                self.shared.forget_other_identity(engine, claims)?;
+            }
+            engine.set_token(token.map(str::to_owned));
+            Ok::<_, Error>(())
+        })?;
+        self.shared.set_local_session(claims.as_ref())
     }
 
     /// Connects (and keeps reconnecting, with backoff) until `disconnect`.
@@ -57,14 +68,7 @@ impl Client {
             if reconnect {
                 engine.disconnect();
             }
-            shared.db.transact(|tx| {
-                tx.delete_every_entity()?;
-                for (key, _) in tx.scan_meta(super::META_PREFIX)? {
-                    tx.delete_meta(&key)?;
-                }
-                Ok(())
-            })?;
-            engine.forget_sync_state();
+            shared.wipe(engine)?;
             if reconnect {
                 engine.connect();
             }
@@ -88,18 +92,20 @@ impl Client {
             token = fresh;
         }
         let shared = &self.shared;
-        shared.set_local_session(Some(&claims))?;
         *shared.refresh.lock() = refresh;
         shared.with_engine(|engine| {
             if engine.token() != Some(token.as_str()) {
                 engine.disconnect();
+                shared.forget_other_identity(engine, &claims)?;
                 engine.set_token(Some(token));
             }
             engine.set_refresh_at(shared.refresh_time(&claims));
             if connect && engine.server_url().is_some() {
                 engine.connect();
             }
-        });
+            Ok::<_, Error>(())
+        })?;
+        shared.set_local_session(Some(&claims))?;
         shared.wake();
         Ok(())
     }
@@ -193,6 +199,44 @@ impl Shared {
                 self.wake();
             }
         }
+    }
+
+    /// Wipes the local data, the outbox and every checkpoint, in one transaction.
+    fn wipe(&self, engine: &mut SyncEngine) -> Result<()> {
+        self.db.transact(|tx| {
+            tx.delete_every_entity()?;
+            for (key, _) in tx.scan_meta(super::META_PREFIX)? {
+                tx.delete_meta(&key)?;
+            }
+            Ok(())
+        })?;
+        engine.forget_sync_state();
+        Ok(())
+    }
+
+    /// Before a token for another user is taken: the previous user's data goes, and each of
+    /// their pending transactions is reported rejected. The same user (a refreshed token)
+    /// keeps everything.
+    fn forget_other_identity(&self, engine: &mut SyncEngine, claims: &Map<String, Json>) -> Result<()> {
+        let Some(previous) = engine.token().map(decode).transpose()? else { return Ok(()) };
+        let roles_of = |claims: &Map<String, Json>| {
+            self.db.session_from_claims(Json::Object(claims.clone())).map(|s| s.roles().to_vec())
+        };
+        if previous.get("sub") == claims.get("sub") && roles_of(&previous)? == roles_of(claims)? {
+            return Ok(());
+        }
+        engine.disconnect();
+        let dropped: Vec<String> = engine.outbox.iter().map(|p| p.tx_id.clone()).collect();
+        self.wipe(engine)?;
+        for tx_id in dropped {
+            let error = WireError::new(
+                "SessionChangedError",
+                "the session changed to another user before the server acknowledged this transaction",
+                401,
+            );
+            engine.report(ClientEvent::WriteRejected { tx_id, error });
+        }
+        Ok(())
     }
 
     /// When to ask for a new token: a second before `exp`, at least a second from now; never

@@ -6,6 +6,7 @@ mod transaction;
 
 pub use session::Session;
 pub use transaction::Transaction;
+pub(crate) use transaction::Written;
 
 use std::path::Path;
 use std::sync::Arc;

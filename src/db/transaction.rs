@@ -38,6 +38,15 @@ pub(crate) struct Touched {
     pub before: Option<Document>,
 }
 
+/// One entity a transaction wrote: its stored (encoded) document before and after (`None`:
+/// absent or deleted).
+pub(crate) struct Written {
+    pub collection: String,
+    pub id: String,
+    pub before: Option<Document>,
+    pub after: Option<Document>,
+}
+
 /// How documents of one collection are encoded: by its schema, or schemaless.
 enum Shape<'s> {
     Typed(&'s Collection),
@@ -220,12 +229,17 @@ impl<'a> Transaction<'a> {
     }
 
     /// Each entity written since [`Transaction::record_writes`], with its stored (encoded)
-    /// document before the transaction and now (`None`: absent or deleted).
-    pub(crate) fn written(&mut self) -> Result<Vec<(String, String, Option<Document>, Option<Document>)>> {
+    /// document before the transaction and now.
+    pub(crate) fn written(&mut self) -> Result<Vec<Written>> {
         let mut written = Vec::with_capacity(self.touched.len());
         for touched in &self.touched {
             let after = self.store.backend().read_doc(&touched.collection, &touched.id)?;
-            written.push((touched.collection.clone(), touched.id.clone(), touched.before.clone(), after));
+            written.push(Written {
+                collection: touched.collection.clone(),
+                id: touched.id.clone(),
+                before: touched.before.clone(),
+                after,
+            });
         }
         Ok(written)
     }
