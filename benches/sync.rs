@@ -10,6 +10,9 @@
 //!
 //! Run: `cargo bench --bench sync`. Set `SYNC_BENCH_SKIP_TRIPLIT=1` to measure triplite only.
 
+#[path = "../tests/common/triplit.rs"]
+#[allow(dead_code)]
+mod triplit;
 #[path = "../tests/common/wire.rs"]
 #[allow(dead_code)]
 mod wire;
@@ -207,18 +210,7 @@ fn triplite(storage: &str, dir: &Path) -> Server {
 
 /// The real Triplit server from the reference harness.
 fn real_triplit() -> Server {
-    let harness = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/triplit-harness");
-    if !harness.join("node_modules/@triplit/server").exists() {
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/triplit-harness");
-        std::fs::create_dir_all(&harness).unwrap();
-        for entry in std::fs::read_dir(&source).expect("benches/triplit-harness") {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), harness.join(entry.file_name())).unwrap();
-        }
-        let status =
-            Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&harness).status().unwrap();
-        assert!(status.success(), "npm ci in the Triplit harness");
-    }
+    let harness = triplit::harness();
     let port = free_port();
     let mut command = Command::new("node");
     command

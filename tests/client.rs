@@ -1,6 +1,7 @@
-//! The native sync client against a `triplite serve` process on loopback: convergence, offline
-//! work, the durable outbox across a SIGKILL, rejected writes, the token lifecycle and
-//! subscriptions.
+//! The native sync client against a sync server on loopback — `triplite serve`, and the real
+//! Triplit server (`@triplit/server` from npm): every scenario runs against both, which shows
+//! the client's wire compatibility from the client side. Convergence, offline work, the
+//! durable outbox across a SIGKILL, rejected writes, the token lifecycle and subscriptions.
 
 mod common;
 
@@ -8,27 +9,96 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::engine::{SECRET, schema, user_token};
+use common::triplit::RealTriplit;
 use common::wire::ServeProcess;
 use serde_json::{Value as Json, json};
+use std::path::Path;
 use triplite::client::{Client, ClientEvent, ClientOptions, ClientResult, ConnectionStatus, FetchPolicy};
 use triplite::{Query, Schema};
 
 const WAIT: Duration = Duration::from_secs(20);
 const LATER: i64 = 4_000_000_000;
 
-fn serve(dir: &std::path::Path) -> ServeProcess {
-    serve_logging(dir, "info")
+/// A server the scenarios run against.
+trait Peer {
+    fn url(&self) -> String;
+    /// How many `CHANGES` frames the server received so far, where it can tell.
+    fn changes_received(&self) -> Option<usize>;
 }
 
-fn serve_logging(dir: &std::path::Path, level: &str) -> ServeProcess {
+type Start = fn(&Path) -> Box<dyn Peer>;
+
+impl Peer for ServeProcess {
+    fn url(&self) -> String {
+        ServeProcess::url(self)
+    }
+
+    fn changes_received(&self) -> Option<usize> {
+        let log = self.log_text();
+        let entries = log.lines().filter_map(|line| serde_json::from_str::<Json>(line).ok());
+        let changes = entries.filter(|entry| {
+            entry["message"] == "received" && entry["frame"].as_str().is_some_and(|f| f.starts_with("CHANGES"))
+        });
+        Some(changes.count())
+    }
+}
+
+impl Peer for RealTriplit {
+    fn url(&self) -> String {
+        RealTriplit::url(self)
+    }
+
+    fn changes_received(&self) -> Option<usize> {
+        None
+    }
+}
+
+/// `triplite serve` with debug logs, which name every frame it receives.
+fn triplite(dir: &Path) -> Box<dyn Peer> {
     let schema_file = dir.join("schema.json");
     std::fs::write(&schema_file, schema().to_string()).unwrap();
-    ServeProcess::start(
+    Box::new(ServeProcess::start(
         &["--schema", schema_file.to_str().unwrap()],
-        &[("LOCAL_DATABASE_URL", &dir.join("server.db")), ("LOG_LEVEL", std::path::Path::new(level))],
+        &[("LOCAL_DATABASE_URL", &dir.join("server.db")), ("LOG_LEVEL", Path::new("debug"))],
         SECRET,
-    )
+    ))
 }
+
+fn triplit(dir: &Path) -> Box<dyn Peer> {
+    Box::new(RealTriplit::start(&schema(), SECRET, dir))
+}
+
+/// Each scenario as a test against each server.
+macro_rules! against_both {
+    ($($scenario:ident),* $(,)?) => {
+        mod against_triplite {
+            $(#[test]
+            fn $scenario() {
+                let dir = tempfile::tempdir().unwrap();
+                super::$scenario(super::triplite, dir.path());
+            })*
+        }
+        mod against_triplit {
+            $(#[test]
+            fn $scenario() {
+                let dir = tempfile::tempdir().unwrap();
+                super::$scenario(super::triplit, dir.path());
+            })*
+        }
+    };
+}
+
+against_both!(
+    two_clients_converge_on_inserts_updates_deletes_and_concurrent_edits,
+    a_client_offline_for_a_while_catches_up_including_deletes,
+    a_write_the_rules_deny_fails_at_once_without_a_round_trip,
+    a_transaction_the_server_rejects_is_reported_rolled_back_and_does_not_jam_the_outbox,
+    the_clerk_guide_flow_never_shows_one_user_the_previous_users_rows,
+    start_session_asks_for_a_new_token_before_exp_and_keeps_the_socket,
+    an_expired_token_is_one_session_error_and_no_reconnect_storm,
+    subscriptions_start_local_then_are_fulfilled_and_follow_other_clients,
+    the_outbox_survives_a_sigkill_and_is_delivered_exactly_once,
+);
 
 fn options(url: &str, token: &str) -> ClientOptions {
     ClientOptions {
@@ -39,7 +109,7 @@ fn options(url: &str, token: &str) -> ClientOptions {
     }
 }
 
-fn client(server: &ServeProcess, sub: &str) -> Client {
+fn client(server: &dyn Peer, sub: &str) -> Client {
     let client = Client::open(options(&server.url(), &user_token(sub, LATER))).unwrap();
     assert!(client.wait_until_ready(WAIT), "{sub} connects");
     client
@@ -82,12 +152,11 @@ fn todo(id: &str, owner: &str, text: &str) -> Json {
     json!({"id": id, "owner": owner, "text": text})
 }
 
-#[test]
-fn two_clients_converge_on_inserts_updates_deletes_and_concurrent_edits() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = serve(dir.path());
+fn two_clients_converge_on_inserts_updates_deletes_and_concurrent_edits(start: Start, dir: &Path) {
+    let server = start(dir);
+    let server = &*server;
     // Both are the same user on two devices: the rules let them share the rows.
-    let (a, b) = (client(&server, "alice"), client(&server, "alice"));
+    let (a, b) = (client(server, "alice"), client(server, "alice"));
     let (_sa, _) = watch(&a);
     let (_sb, seen_by_b) = watch(&b);
 
@@ -119,11 +188,10 @@ fn two_clients_converge_on_inserts_updates_deletes_and_concurrent_edits() {
     });
 }
 
-#[test]
-fn a_client_offline_for_a_while_catches_up_including_deletes() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = serve(dir.path());
-    let (a, b) = (client(&server, "alice"), client(&server, "alice"));
+fn a_client_offline_for_a_while_catches_up_including_deletes(start: Start, dir: &Path) {
+    let server = start(dir);
+    let server = &*server;
+    let (a, b) = (client(server, "alice"), client(server, "alice"));
     let (_sa, _) = watch(&a);
     let (_sb, _) = watch(&b);
     for id in ["t1", "t2", "t3"] {
@@ -154,21 +222,19 @@ fn a_client_offline_for_a_while_catches_up_including_deletes() {
     assert_eq!(local(&b, "t3").unwrap()["text"], "edited by a");
 }
 
-#[test]
-fn a_write_the_rules_deny_fails_at_once_without_a_round_trip() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = serve(dir.path());
-    let a = client(&server, "alice");
+fn a_write_the_rules_deny_fails_at_once_without_a_round_trip(start: Start, dir: &Path) {
+    let server = start(dir);
+    let server = &*server;
+    let a = client(server, "alice");
     let error = a.insert("todos", todo("x", "bob", "not mine")).unwrap_err();
     assert_eq!(error.name(), "WritePermissionError", "{error}");
     assert_eq!(a.status().pending_transactions, 0);
     assert_eq!(local(&a, "x"), None);
 }
 
-#[test]
-fn a_transaction_the_server_rejects_is_reported_rolled_back_and_does_not_jam_the_outbox() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = serve(dir.path());
+fn a_transaction_the_server_rejects_is_reported_rolled_back_and_does_not_jam_the_outbox(start: Start, dir: &Path) {
+    let server = start(dir);
+    let server = &*server;
     // A client whose local schema has no rules: only the server refuses.
     let mut without_rules = schema();
     for collection in without_rules["collections"].as_object_mut().unwrap().values_mut() {
@@ -203,21 +269,20 @@ fn a_transaction_the_server_rejects_is_reported_rolled_back_and_does_not_jam_the
     );
     assert!(events.contains(&ClientEvent::WriteAcked { tx_id: allowed }), "{events:?}");
     assert_eq!(local(&a, "x"), None, "the rejected insert is rolled back");
-    let check = client(&server, "alice");
+    let check = client(server, "alice");
     let on_server = check.fetch(&Query::new("todos"), FetchPolicy::RemoteOnly).unwrap();
     assert_eq!(on_server.len(), 1);
     assert_eq!(on_server[0]["id"], "y");
 }
 
-#[test]
-fn the_clerk_guide_flow_never_shows_one_user_the_previous_users_rows() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = serve(dir.path());
-    let bob = client(&server, "bob");
+fn the_clerk_guide_flow_never_shows_one_user_the_previous_users_rows(start: Start, dir: &Path) {
+    let server = start(dir);
+    let server = &*server;
+    let bob = client(server, "bob");
     bob.insert("todos", todo("b1", "bob", "bob's")).unwrap();
     assert!(bob.wait_for_outbox(WAIT));
 
-    let app = client(&server, "alice");
+    let app = client(server, "alice");
     let (_live, results) = watch(&app);
     app.insert("todos", todo("a1", "alice", "alice's")).unwrap();
     assert!(app.wait_for_outbox(WAIT));
@@ -244,10 +309,9 @@ fn the_clerk_guide_flow_never_shows_one_user_the_previous_users_rows() {
     assert!(app.connect().is_err(), "no token, no connection");
 }
 
-#[test]
-fn start_session_asks_for_a_new_token_before_exp_and_keeps_the_socket() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = serve(dir.path());
+fn start_session_asks_for_a_new_token_before_exp_and_keeps_the_socket(start: Start, dir: &Path) {
+    let server = start(dir);
+    let server = &*server;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
     let asked = Arc::new(Mutex::new(Vec::new()));
     let app = Client::open(ClientOptions { token: None, ..options(&server.url(), "") }).unwrap();
@@ -271,10 +335,9 @@ fn start_session_asks_for_a_new_token_before_exp_and_keeps_the_socket() {
     assert!(app.wait_for_outbox(WAIT), "the socket still takes writes");
 }
 
-#[test]
-fn an_expired_token_is_one_session_error_and_no_reconnect_storm() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = serve(dir.path());
+fn an_expired_token_is_one_session_error_and_no_reconnect_storm(start: Start, dir: &Path) {
+    let server = start(dir);
+    let server = &*server;
     let app = Client::open(ClientOptions { token: None, ..options(&server.url(), "") }).unwrap();
     let events = record_events(&app);
     app.start_session(&user_token("alice", 1_000), true, None).unwrap();
@@ -287,15 +350,14 @@ fn an_expired_token_is_one_session_error_and_no_reconnect_storm() {
     assert_eq!(app.status().connection, ConnectionStatus::Closed);
 }
 
-#[test]
-fn subscriptions_start_local_then_are_fulfilled_and_follow_other_clients() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = serve(dir.path());
-    let writer = client(&server, "alice");
+fn subscriptions_start_local_then_are_fulfilled_and_follow_other_clients(start: Start, dir: &Path) {
+    let server = start(dir);
+    let server = &*server;
+    let writer = client(server, "alice");
     writer.insert("todos", todo("t1", "alice", "first")).unwrap();
     assert!(writer.wait_for_outbox(WAIT));
 
-    let reader = client(&server, "alice");
+    let reader = client(server, "alice");
     let (_live, results) = watch(&reader);
     let (_twice, again) = watch(&reader);
     eventually("the server answers", || results.lock().unwrap().iter().any(|r| r.fulfilled));
@@ -310,7 +372,7 @@ fn subscriptions_start_local_then_are_fulfilled_and_follow_other_clients() {
         again.lock().unwrap().last().is_some_and(|r| r.fulfilled && r.results.len() == 2)
     });
     // A fresh client's first local-first fetch waits for the server once.
-    let fresh = client(&server, "alice");
+    let fresh = client(server, "alice");
     assert_eq!(fresh.fetch(&Query::new("todos"), FetchPolicy::LocalFirst).unwrap().len(), 2);
     assert_eq!(fresh.fetch(&Query::new("todos"), FetchPolicy::RemoteOnly).unwrap().len(), 2);
 }
@@ -343,11 +405,9 @@ fn outbox_child() {
     }
 }
 
-#[test]
-fn the_outbox_survives_a_sigkill_and_is_delivered_exactly_once() {
+fn the_outbox_survives_a_sigkill_and_is_delivered_exactly_once(start: Start, dir: &Path) {
     use std::io::BufRead;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("phone.db");
+    let path = dir.join("phone.db");
     let child = |mode: &str, url: &str| {
         std::process::Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "outbox_child", "--nocapture", "--test-threads=1"])
@@ -376,12 +436,12 @@ fn the_outbox_survives_a_sigkill_and_is_delivered_exactly_once() {
     writer.kill().unwrap();
     writer.wait().unwrap();
 
-    // Debug logs name every frame the server receives, so the test can count the CHANGES.
-    let server = serve_logging(dir.path(), "debug");
+    let server = start(dir);
+    let server = &*server;
     let delivered = child("deliver", &server.url()).wait_with_output().unwrap();
     assert!(delivered.status.success(), "{}", String::from_utf8_lossy(&delivered.stdout));
 
-    let check = client(&server, "alice");
+    let check = client(server, "alice");
     let rows = check.fetch(&Query::new("todos"), FetchPolicy::RemoteOnly).unwrap();
     let mut transactions = std::collections::BTreeMap::<String, usize>::new();
     for row in &rows {
@@ -393,14 +453,45 @@ fn the_outbox_survives_a_sigkill_and_is_delivered_exactly_once() {
     for n in 0..committed {
         assert!(transactions.contains_key(&format!("w{n}")), "committed transaction w{n} arrived");
     }
-    // Exactly once: one CHANGES frame reached the server per transaction.
-    let received_changes = server
-        .log_text()
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Json>(line).ok())
-        .filter(|entry| {
-            entry["message"] == "received" && entry["frame"].as_str().is_some_and(|f| f.starts_with("CHANGES"))
-        })
-        .count();
-    assert_eq!(received_changes, transactions.len(), "each transaction was sent once");
+    // Exactly once: one CHANGES frame reached the server per transaction (where it can tell).
+    if let Some(received) = server.changes_received() {
+        assert_eq!(received, transactions.len(), "each transaction was sent once");
+    }
+}
+
+#[test]
+fn the_native_client_and_the_published_client_see_each_others_writes_on_one_triplite_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = triplite(dir.path());
+    let compat = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat");
+    if !compat.join("node_modules/@triplit/client").exists() {
+        let npm =
+            std::process::Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&compat).status();
+        assert!(npm.unwrap().success(), "npm ci in tests/compat");
+    }
+    let schema_file = dir.path().join("peer-schema.json");
+    std::fs::write(&schema_file, schema().to_string()).unwrap();
+    let published = std::process::Command::new("node")
+        .arg("peer.mjs")
+        .current_dir(&compat)
+        .env("SERVER", server.url())
+        .env("TOKEN", user_token("alice", LATER))
+        .env("SCHEMA_FILE", &schema_file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    let native = client(&*server, "alice");
+    let (_live, _) = watch(&native);
+    native.insert("todos", todo("from-native", "alice", "hello from rust")).unwrap();
+    eventually("the published client's insert arrives", || local(&native, "from-js").is_some());
+    assert_eq!(local(&native, "from-js").unwrap()["text"], "hello from js");
+    eventually("the published client's edit arrives", || {
+        local(&native, "from-native").is_some_and(|t| t["text"] == "edited by js")
+    });
+    native.delete("todos", "from-js").unwrap();
+    let output = published.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success() && stdout.contains("done"), "the published client: {stdout}{stderr}");
 }

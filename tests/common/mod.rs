@@ -4,6 +4,7 @@
 pub mod engine;
 pub mod load;
 pub mod proxy;
+pub mod triplit;
 pub mod wire;
 
 use std::sync::Arc;
