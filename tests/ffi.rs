@@ -103,6 +103,23 @@ fn the_shared_library_exports_every_declared_function() {
         "triplite_server_port",
         "triplite_server_stop",
         "triplite_token_mint_dev",
+        "triplite_client_open",
+        "triplite_client_close",
+        "triplite_client_insert",
+        "triplite_client_update",
+        "triplite_client_delete",
+        "triplite_client_transact",
+        "triplite_client_fetch",
+        "triplite_client_subscribe",
+        "triplite_client_update_token",
+        "triplite_client_connect",
+        "triplite_client_disconnect",
+        "triplite_client_reset",
+        "triplite_client_start_session",
+        "triplite_client_end_session",
+        "triplite_client_update_session_token",
+        "triplite_client_on_event",
+        "triplite_client_status",
     ];
     for name in surface {
         assert!(declared.iter().any(|d| d == name), "the header declares {name}: {declared:?}");
@@ -123,8 +140,8 @@ fn run(command: &mut Command, what: &str) -> String {
 }
 
 /// Compiles tests/c/<name>.c twice (static and shared) and runs both, under valgrind when
-/// available.
-fn c_program(name: &str) {
+/// available, with `env` set.
+fn c_program(name: &str, env: &[(&str, String)]) {
     let out = tempfile::tempdir().unwrap();
     let source = root().join(format!("tests/c/{name}.c"));
     let include = root().join("include");
@@ -149,16 +166,21 @@ fn c_program(name: &str) {
     compile(&shared_exe, &shared_link, "gcc (shared)");
     let valgrind = have("valgrind");
     assert!(valgrind || std::env::var_os("CI").is_none(), "CI runs the C tests under valgrind: install it");
+    // cargo's LD_LIBRARY_PATH also names target/debug, where a `cargo build` may have left an
+    // older libtriplite.so that would win over the rpath: the one just built goes first.
+    let mut env = env.to_vec();
+    env.push(("LD_LIBRARY_PATH", lib_dir.clone()));
     for exe in [&static_exe, &shared_exe] {
         let report = if valgrind {
             run(
                 Command::new("valgrind")
                     .args(["--error-exitcode=1", "--leak-check=full", "--errors-for-leak-kinds=definite", "--quiet"])
-                    .arg(exe),
+                    .arg(exe)
+                    .envs(env.iter().map(|(k, v)| (k, v))),
                 "valgrind",
             )
         } else {
-            run(&mut Command::new(exe), "the C test")
+            run(Command::new(exe).envs(env.iter().map(|(k, v)| (k, v))), "the C test")
         };
         assert!(report.contains("all passed"), "{report}");
     }
@@ -166,7 +188,25 @@ fn c_program(name: &str) {
 
 #[test]
 fn c_programs_pass_linked_statically_and_dynamically() {
-    c_program("api");
+    c_program("api", &[]);
+}
+
+/// An HS256 user token for the C client scenario's server (`jwt_secret` "c-client-secret").
+fn c_client_token(sub: &str, exp: i64) -> String {
+    let key = jsonwebtoken::EncodingKey::from_secret(b"c-client-secret");
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &serde_json::json!({"sub": sub, "exp": exp}), &key).unwrap()
+}
+
+#[test]
+fn the_sync_client_works_through_the_c_abi() {
+    c_program(
+        "client",
+        &[
+            ("TRIPLITE_ALICE_TOKEN", c_client_token("alice", 4_000_000_000)),
+            ("TRIPLITE_BOB_TOKEN", c_client_token("bob", 4_000_000_000)),
+            ("TRIPLITE_EXPIRED_TOKEN", c_client_token("alice", 1_000)),
+        ],
+    );
 }
 
 #[test]
@@ -184,7 +224,7 @@ fn the_header_compiles_as_cpp() {
 }
 
 #[test]
-fn python_ctypes_drives_the_todo_scenario_and_the_embedded_server() {
+fn python_ctypes_drives_the_todo_scenario_the_embedded_server_and_a_sync_client() {
     let keys = root().join("tests/fixtures/keys");
     let report = run(
         Command::new("python3")

@@ -5,7 +5,7 @@ use std::ffi::c_char;
 use serde_json::{Map, Value as Json};
 
 use super::{Failure, Outcome, guard, handle, json_arg, put_handle, put_json, release, text, triplite_status};
-use crate::db::{Database, Session};
+use crate::db::{Database, Session, Transaction};
 use crate::error::{Error, Result};
 use crate::live::{LiveResult, Subscription};
 use crate::query::Query;
@@ -320,41 +320,44 @@ pub unsafe extern "C" fn triplite_db_transact(
         let Json::Array(ops) = unsafe { json_arg(ops_json, "ops_json") }? else {
             return Err(Error::invalid_json("ops_json", "expected an array of operations").into());
         };
-        let results = db.transact(|tx| {
-            let mut results = Vec::with_capacity(ops.len());
-            for (i, op) in ops.iter().enumerate() {
-                let field = |key: &str| {
-                    op.get(key)
-                        .ok_or_else(|| Error::invalid_json(format!("ops_json[{i}]"), format!("`{key}` is missing")))
-                };
-                let string = |key: &str| {
-                    field(key)?.as_str().ok_or_else(|| {
-                        Error::invalid_json(format!("ops_json[{i}]"), format!("`{key}` must be a string"))
-                    })
-                };
-                let collection = string("collection")?;
-                results.push(match string("op")? {
-                    "insert" => tx.insert(collection, field("doc")?.clone())?,
-                    "update" => {
-                        tx.update(collection, string("id")?, field("patch")?.clone())?;
-                        Json::Null
-                    }
-                    "delete" => {
-                        tx.delete(collection, string("id")?)?;
-                        Json::Null
-                    }
-                    other => {
-                        return Err(Error::invalid_json(
-                            format!("ops_json[{i}]"),
-                            format!("unknown op `{other}` (insert, update or delete)"),
-                        ));
-                    }
-                });
-            }
-            Ok(results)
-        })?;
+        let results = db.transact(|tx| apply_ops(tx, &ops))?;
         unsafe { put_json(out_json, &Json::Array(results), true) }
     })
+}
+
+/// The writes of a `triplite_*_transact` call, in one transaction; each insert's entity and
+/// `null` for the others.
+pub(super) fn apply_ops(tx: &mut Transaction, ops: &[Json]) -> Result<Vec<Json>> {
+    let mut results = Vec::with_capacity(ops.len());
+    for (i, op) in ops.iter().enumerate() {
+        let field = |key: &str| {
+            op.get(key).ok_or_else(|| Error::invalid_json(format!("ops_json[{i}]"), format!("`{key}` is missing")))
+        };
+        let string = |key: &str| {
+            field(key)?
+                .as_str()
+                .ok_or_else(|| Error::invalid_json(format!("ops_json[{i}]"), format!("`{key}` must be a string")))
+        };
+        let collection = string("collection")?;
+        results.push(match string("op")? {
+            "insert" => tx.insert(collection, field("doc")?.clone())?,
+            "update" => {
+                tx.update(collection, string("id")?, field("patch")?.clone())?;
+                Json::Null
+            }
+            "delete" => {
+                tx.delete(collection, string("id")?)?;
+                Json::Null
+            }
+            other => {
+                return Err(Error::invalid_json(
+                    format!("ops_json[{i}]"),
+                    format!("unknown op `{other}` (insert, update or delete)"),
+                ));
+            }
+        });
+    }
+    Ok(results)
 }
 
 /// Runs a query (Triplit's JSON form); `out_json` receives the results array (API form,

@@ -9,9 +9,23 @@ use super::db::{Actor, db_actor, parse_query, session_actor, triplite_db, tripli
 use super::{Failure, Outcome, guard, json_arg, put_handle, release, triplite_status};
 use crate::live::{LiveResult, Subscription};
 
-/// A live query, released with `triplite_subscription_free`.
+/// A live query (of a database, a session or a client), released with
+/// `triplite_subscription_free`.
 pub struct triplite_subscription {
-    _subscription: Subscription,
+    _subscription: Live,
+}
+
+/// What a subscription handle keeps alive.
+pub(super) enum Live {
+    Database(#[allow(dead_code)] Subscription),
+    #[cfg(feature = "client")]
+    Client(#[allow(dead_code)] crate::client::ClientSubscription),
+}
+
+impl triplite_subscription {
+    pub(super) fn new(live: Live) -> Self {
+        triplite_subscription { _subscription: live }
+    }
 }
 
 /// Called with each result: `user_data` as given, and the result as JSON, valid only during
@@ -22,10 +36,36 @@ pub type triplite_result_callback = Option<unsafe extern "C" fn(user_data: *mut 
 pub type triplite_destroy_callback = Option<unsafe extern "C" fn(user_data: *mut c_void)>;
 
 /// The caller's (function, user data, destructor) triple.
-struct Foreign {
+pub(super) struct Foreign {
     on_result: unsafe extern "C" fn(*mut c_void, *const c_char),
     user_data: *mut c_void,
     destroy: triplite_destroy_callback,
+}
+
+impl Foreign {
+    /// Takes ownership of a triple: `destroy` runs once, even when `on_result` is NULL (a
+    /// misuse, reported).
+    pub(super) fn new(
+        on_result: triplite_result_callback,
+        user_data: *mut c_void,
+        destroy: triplite_destroy_callback,
+        name: &str,
+    ) -> Result<Foreign, Failure> {
+        match on_result {
+            Some(on_result) => Ok(Foreign { on_result, user_data, destroy }),
+            None => {
+                drop(Foreign { on_result: noop, user_data, destroy });
+                Err(Failure::misuse(format!("`{name}` is NULL")))
+            }
+        }
+    }
+
+    /// Calls the function with JSON valid during the call; a panic stays on this side.
+    pub(super) fn call(&self, json: &Json) {
+        let text = CString::new(json.to_string()).expect("JSON has no NUL");
+        // SAFETY: the caller's function with its own user data and a string valid for the call.
+        let _ = catch_unwind(AssertUnwindSafe(|| unsafe { (self.on_result)(self.user_data, text.as_ptr()) }));
+    }
 }
 
 // SAFETY: the header requires user data that may be used from the delivery thread.
@@ -51,23 +91,14 @@ unsafe fn subscribe(
     out_sub: *mut *mut triplite_subscription,
 ) -> Outcome {
     // Whatever happens, `destroy` runs once: the triple is owned from here on.
-    let Some(on_result) = on_result else {
-        drop(Foreign { on_result: noop, user_data, destroy });
-        return Err(Failure::misuse("`on_result` is NULL"));
-    };
-    let foreign = Foreign { on_result, user_data, destroy };
+    let foreign = Foreign::new(on_result, user_data, destroy, "on_result")?;
     if out_sub.is_null() {
         return Err(Failure::misuse("`out_sub` is NULL"));
     }
     // SAFETY (all blocks): forwarded contract.
     let query = parse_query(unsafe { json_arg(query_json, "query_json") }?)?;
-    let subscription = actor?.subscribe(&query, move |result| {
-        let text = CString::new(live_result_json(&result).to_string()).expect("JSON has no NUL");
-        let foreign = &foreign;
-        // A panic must not cross back into C, nor take down the delivery thread.
-        let _ = catch_unwind(AssertUnwindSafe(|| unsafe { (foreign.on_result)(foreign.user_data, text.as_ptr()) }));
-    })?;
-    unsafe { put_handle(out_sub, triplite_subscription { _subscription: subscription }, "out_sub") }
+    let subscription = actor?.subscribe(&query, move |result| foreign.call(&live_result_json(&result)))?;
+    unsafe { put_handle(out_sub, triplite_subscription::new(Live::Database(subscription)), "out_sub") }
 }
 
 unsafe extern "C" fn noop(_: *mut c_void, _: *const c_char) {}
@@ -136,11 +167,16 @@ pub unsafe extern "C" fn triplite_subscription_free(sub: *mut triplite_subscript
 
 /// The JSON a subscription callback receives.
 fn live_result_json(result: &LiveResult) -> Json {
+    result_json(&result.results, &result.change)
+}
+
+/// `{"results", "added", "removed", "updated"}`.
+pub(super) fn result_json(results: &[std::sync::Arc<Json>], change: &crate::live::ResultChange) -> Json {
     let list = |entities: &[std::sync::Arc<Json>]| Json::Array(entities.iter().map(|e| (**e).clone()).collect());
     json!({
-        "results": list(&result.results),
-        "added": list(&result.change.added),
-        "removed": result.change.removed,
-        "updated": list(&result.change.updated),
+        "results": list(results),
+        "added": list(&change.added),
+        "removed": change.removed,
+        "updated": list(&change.updated),
     })
 }

@@ -15,6 +15,8 @@
 #![allow(unsafe_code)]
 #![allow(non_camel_case_types)] // C names
 
+#[cfg(feature = "client")]
+mod client;
 mod db;
 mod live;
 #[cfg(feature = "server")]

@@ -1,9 +1,13 @@
 """The todo/owner/permission scenario through the shared library with ctypes: every function
 the header declares resolves; a schema with owner rules; users writing their own todos and
 denied others'; a subscription callback following writes; the embedded server answering an
-HTTP fetch. Run by tests/ffi.rs: scenario.py <libtriplite.so> <triplite.h>."""
+HTTP fetch; a sync client (a phone's local database) subscribing and writing through it. Run by
+tests/ffi.rs: scenario.py <libtriplite.so> <triplite.h>."""
 
+import base64
 import ctypes
+import hashlib
+import hmac
 import json
 import re
 import sys
@@ -175,10 +179,69 @@ request = urllib.request.Request(
 with urllib.request.urlopen(request, timeout=10) as response:
     rows = json.loads(response.read())
 assert [r["id"] for r in rows] == ["a1", "b1"], rows
+
+
+def hs256(claims):
+    """A user token, signed as an identity provider would (here with the server's secret)."""
+    def b64(raw):
+        return base64.urlsafe_b64encode(raw).rstrip(b"=")
+    signed = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + b"." + b64(json.dumps(claims).encode())
+    return (signed + b"." + b64(hmac.new(secret.encode(), signed, hashlib.sha256).digest())).decode()
+
+
+# The sync client: a phone's local database syncing with the embedded server.
+lib.triplite_client_close.argtypes = [handle]
+lib.triplite_client_subscribe.argtypes = [handle, c_str, c_str, RESULT, ctypes.c_void_p, DESTROY,
+                                          ctypes.POINTER(handle), out_str]
+lib.triplite_client_on_event.argtypes = [handle, RESULT, ctypes.c_void_p, DESTROY, out_str]
+phone = new_handle("triplite_client_open", enc({
+    "serverUrl": f"http://127.0.0.1:{port}", "token": hs256({"sub": "alice", "exp": 4000000000}), "schema": schema}))
+events, phone_seen = [], []
+
+
+@RESULT
+def on_event(_user_data, event_json):
+    with changed:
+        events.append(json.loads(event_json.decode()))
+        changed.notify_all()
+
+
+@RESULT
+def on_phone_result(_user_data, result_json):
+    with changed:
+        phone_seen.append(json.loads(result_json.decode()))
+        changed.notify_all()
+
+
+@DESTROY
+def on_phone_destroy(_user_data):
+    destroyed.append("phone")
+
+
+err = ctypes.c_void_p()
+assert lib.triplite_client_on_event(phone, on_event, None, on_phone_destroy, ctypes.byref(err)) == OK, take(err)
+phone_sub = handle()
+assert lib.triplite_client_subscribe(phone, enc({"collectionName": "todos"}), None, on_phone_result, None,
+                                     on_phone_destroy, ctypes.byref(phone_sub), ctypes.byref(err)) == OK, take(err)
+wait_until(lambda: phone_seen and phone_seen[-1]["fulfilled"] and [t["id"] for t in phone_seen[-1]["results"]] == ["a1"])
+committed = call("triplite_client_insert", phone, b"todos", enc({"id": "p1", "text": "from the phone", "owner": "alice"}))
+assert committed["entity"]["id"] == "p1" and committed["txId"], committed
+wait_until(lambda: {"type": "write_acked", "txId": committed["txId"]} in events)
+assert call("triplite_db_fetch_by_id", db, b"todos", b"p1")["text"] == "from the phone"
+message = expect_error(PERMISSION, call, "triplite_client_insert", phone, b"todos",
+                       enc({"id": "p2", "text": "as bob", "owner": "bob"}))
+assert "WritePermissionError" in message
+status = call("triplite_client_status", phone)
+assert status["connection"] == "OPEN" and status["pendingTransactions"] == 0, status
+assert {"type": "connection", "status": "OPEN"} in events, events
+lib.triplite_subscription_free(phone_sub)
+lib.triplite_client_close(phone)
+assert destroyed.count("phone") == 2, destroyed
+
 lib.triplite_server_stop(server)
 
 lib.triplite_subscription_free(sub)
-assert destroyed == [True]
+assert destroyed.count(True) == 1
 lib.triplite_session_free(alice)
 lib.triplite_session_free(bob)
 lib.triplite_db_close(db)
