@@ -136,6 +136,11 @@ impl SyncEngine {
         self.status
     }
 
+    /// How many local transactions wait for the server.
+    pub fn pending_transactions(&self) -> usize {
+        self.outbox.len()
+    }
+
     /// The id the server gave this connection in `READY` (for `POST /update-token`).
     pub fn client_id(&self) -> Option<&str> {
         self.client_id.as_deref()

@@ -46,11 +46,10 @@ use crossbeam_channel::Sender;
 use parking_lot::{Condvar, Mutex};
 use serde_json::{Value as Json, json};
 
-pub use engine::{EngineOptions, query_id};
+pub use engine::{Due, EngineOptions, SyncEngine, query_id};
 pub use events::{ClientEvent, ConnectionStatus};
 pub use outbox::PendingTransaction;
 
-use self::engine::SyncEngine;
 use self::io::Job;
 use crate::db::{Database, Session, Transaction};
 use crate::error::{Error, Result};
@@ -365,7 +364,7 @@ impl Client {
     pub fn status(&self) -> ClientStatus {
         self.shared.with_engine(|engine| ClientStatus {
             connection: engine.status(),
-            pending_transactions: engine.outbox.len(),
+            pending_transactions: engine.pending_transactions(),
             client_id: engine.client_id().map(str::to_owned),
         })
     }
@@ -378,7 +377,7 @@ impl Client {
     /// Blocks until every pending transaction is answered, or the timeout passes; returns
     /// whether the outbox is empty.
     pub fn wait_for_outbox(&self, timeout: Duration) -> bool {
-        self.shared.wait_until(timeout, |engine| engine.outbox.len() == 0)
+        self.shared.wait_until(timeout, |engine| engine.pending_transactions() == 0)
     }
 
     /// Blocks until the connection is ready (`READY` received), or the timeout passes.
