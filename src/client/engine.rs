@@ -15,7 +15,7 @@ use crate::db::{Database, Session, Transaction};
 use crate::error::Result;
 use crate::query::Query;
 use crate::store::Timestamp;
-use crate::sync::protocol::{Checkpoint, ClientMessage, Outgoing, ServerMessage, WireError};
+use crate::sync::protocol::{Checkpoint, ClientMessage, Outgoing, ServerMessage, WireError, changes_frame};
 
 /// The latest server timestamp the local data reflects.
 const CHECKPOINT_KEY: &str = "client.checkpoint";
@@ -287,7 +287,7 @@ impl SyncEngine {
                 self.send(ClientMessage::SchemaResponse { schema });
             }
             ServerMessage::EntityData { changes, timestamp, for_queries } => {
-                self.apply_entity_data(&changes, &timestamp, &for_queries)?;
+                self.apply_entity_data(changes, &timestamp, &for_queries)?;
             }
             ServerMessage::ChangesAck { .. } => {
                 if let Some(seq) = self.in_flight.pop_front()
@@ -386,9 +386,9 @@ impl SyncEngine {
         while self.in_flight.len() < self.options.max_in_flight {
             let after = self.in_flight.back().copied();
             let Some(next) = self.outbox.iter().find(|p| after.is_none_or(|a| p.seq > a)) else { break };
-            let (seq, changes) = (next.seq, next.changes.clone());
+            let (seq, frame) = (next.seq, changes_frame(&next.changes));
             self.in_flight.push_back(seq);
-            self.send(ClientMessage::Changes { changes });
+            self.send_frame(frame);
         }
     }
 
@@ -465,7 +465,7 @@ impl SyncEngine {
 
     fn apply_entity_data(
         &mut self,
-        changes: &crate::Changes,
+        changes: crate::Changes,
         timestamp: &Timestamp,
         for_queries: &[String],
     ) -> Result<()> {
@@ -520,7 +520,11 @@ impl SyncEngine {
     }
 
     fn send(&mut self, message: ClientMessage) {
-        let frame = message.to_frame();
+        self.send_frame(message.to_frame());
+    }
+
+    /// Sends a frame, in `CHUNK`s when it is large.
+    fn send_frame(&mut self, frame: String) {
         if frame.len() <= CHUNK_BYTES {
             self.output.push(Outgoing::Text(frame));
             return;
@@ -826,7 +830,7 @@ mod tests {
     fn server_urls_become_websocket_urls() {
         assert_eq!(
             websocket_url("http://127.0.0.1:6543", "a.b-c"),
-            "ws://127.0.0.1:6543?sync-schema=false&token=a.b-c"
+            "ws://127.0.0.1:6543/?sync-schema=false&token=a.b-c"
         );
         assert_eq!(
             websocket_url("https://db.example.com/sync/", "t"),

@@ -117,8 +117,14 @@ impl Outbox {
             return Ok(None);
         }
         let entry = PendingTransaction { seq: self.next_seq, tx_id, changes };
-        let row = json!({"txId": entry.tx_id, "changes": entry.changes.to_json()});
-        tx.write_meta(&pending_key(entry.seq), row.to_string().as_bytes())?;
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Row<'a> {
+            tx_id: &'a str,
+            changes: &'a Changes,
+        }
+        let row = serde_json::to_vec(&Row { tx_id: &entry.tx_id, changes: &entry.changes }).expect("changes are JSON");
+        tx.write_meta(&pending_key(entry.seq), &row)?;
         Ok(Some(entry))
     }
 
@@ -163,26 +169,29 @@ impl Outbox {
     /// Inside the transaction that applies server data: entities without pending writes take
     /// it as it is; the others fold it into their confirmed document and are rebuilt on top of
     /// it, so the optimistic state still shows until the server answers.
-    pub fn fold_server_changes(&self, tx: &mut Transaction, changes: &Changes) -> Result<()> {
+    pub fn fold_server_changes(&self, tx: &mut Transaction, changes: Changes) -> Result<()> {
         let mut direct = Changes::default();
-        for (collection, batch) in &changes.collections {
-            let ids = batch.deletes.iter().chain(batch.sets.keys().filter(|id| !batch.deletes.contains(*id)));
+        for (collection, mut batch) in changes.collections {
+            // Deletes first, as the store applies them; a set for a deleted id re-creates it.
+            let mut ids: Vec<String> = batch.deletes.iter().cloned().collect();
+            ids.extend(batch.sets.keys().filter(|id| !batch.deletes.contains(*id)).cloned());
+            let direct = direct.collections.entry(collection.clone()).or_default();
             for id in ids {
-                let deleted = batch.deletes.contains(id);
-                let set = batch.sets.get(id);
-                if !self.is_pending(collection, id) {
+                let deleted = batch.deletes.contains(&id);
+                let set = batch.sets.remove(&id);
+                if !self.is_pending(&collection, &id) {
                     if deleted {
-                        direct.delete(collection, id);
+                        direct.deletes.insert(id.clone());
                     }
                     if let Some(fields) = set {
-                        direct.set(collection, id, fields.clone());
+                        direct.sets.insert(id, fields);
                     }
                     continue;
                 }
-                let confirmed = fold(read_confirmed(tx, collection, id)?, Some((deleted, set)));
-                write_confirmed(tx, collection, id, confirmed.as_ref())?;
-                let rebuilt = self.replay(confirmed, collection, id, None);
-                rewrite(tx, collection, id, rebuilt.as_ref())?;
+                let confirmed = fold(read_confirmed(tx, &collection, &id)?, Some((deleted, set.as_ref())));
+                write_confirmed(tx, &collection, &id, confirmed.as_ref())?;
+                let rebuilt = self.replay(confirmed, &collection, &id, None);
+                rewrite(tx, &collection, &id, rebuilt.as_ref())?;
             }
         }
         if !direct.is_empty() {

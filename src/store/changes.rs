@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::{Map, Value as Json, json};
+use serde_json::{Map, Value as Json};
 
 use crate::error::{Error, Result};
 use crate::schema::describe_json;
@@ -42,80 +42,97 @@ impl Changes {
     /// Parses the plain JSON form `{collection: {sets: {id: entity}, deletes: [id]}}`.
     /// `sets` may also be a list of `[id, entity]` pairs, the shape a SuperJSON map unwraps to.
     pub fn from_json(json: &Json) -> Result<Self> {
+        Self::from_json_value(json.clone())
+    }
+
+    /// [`Changes::from_json`], taking the JSON: entities move into the changes instead of
+    /// being copied (a server's initial sync is megabytes of them).
+    pub fn from_json_value(json: Json) -> Result<Self> {
         let context = "changes";
-        let root = json.as_object().ok_or_else(|| {
-            Error::invalid_json(context, format!("expected an object, found {}", describe_json(json)))
-        })?;
+        let Json::Object(root) = json else {
+            return Err(Error::invalid_json(context, format!("expected an object, found {}", describe_json(&json))));
+        };
         let mut changes = Changes::default();
         for (collection, body) in root {
             let at = |what: &str| format!("{context}.{collection}{what}");
-            let body = body.as_object().ok_or_else(|| Error::invalid_json(at(""), "expected {sets, deletes}"))?;
-            let entry = changes.collections.entry(collection.clone()).or_default();
-            match body.get("sets") {
+            let Json::Object(mut body) = body else {
+                return Err(Error::invalid_json(at(""), "expected {sets, deletes}"));
+            };
+            let mut entry = CollectionChanges::default();
+            match body.remove("sets") {
                 None | Some(Json::Null) => {}
                 Some(Json::Object(sets)) => {
                     for (id, fields) in sets {
-                        let fields = fields
-                            .as_object()
-                            .ok_or_else(|| Error::invalid_json(at(&format!(".sets.{id}")), "expected an object"))?;
-                        entry.sets.insert(id.clone(), fields.clone());
+                        let Json::Object(fields) = fields else {
+                            return Err(Error::invalid_json(at(&format!(".sets.{id}")), "expected an object"));
+                        };
+                        entry.sets.insert(id, fields);
                     }
                 }
                 Some(Json::Array(pairs)) => {
                     for pair in pairs {
-                        let (id, fields) = pair
-                            .as_array()
-                            .filter(|p| p.len() == 2)
-                            .and_then(|p| Some((p[0].as_str()?, p[1].as_object()?)))
-                            .ok_or_else(|| Error::invalid_json(at(".sets"), "expected [id, entity] pairs"))?;
-                        entry.sets.insert(id.to_owned(), fields.clone());
+                        let pair = match pair {
+                            Json::Array(pair) if pair.len() == 2 => <[Json; 2]>::try_from(pair).ok(),
+                            _ => None,
+                        };
+                        let Some([Json::String(id), Json::Object(fields)]) = pair else {
+                            return Err(Error::invalid_json(at(".sets"), "expected [id, entity] pairs"));
+                        };
+                        entry.sets.insert(id, fields);
                     }
                 }
                 Some(other) => {
                     return Err(Error::invalid_json(
                         at(".sets"),
-                        format!("expected an object, found {}", describe_json(other)),
+                        format!("expected an object, found {}", describe_json(&other)),
                     ));
                 }
             }
-            match body.get("deletes") {
+            match body.remove("deletes") {
                 None | Some(Json::Null) => {}
                 Some(Json::Array(ids)) => {
                     for id in ids {
-                        let id =
-                            id.as_str().ok_or_else(|| Error::invalid_json(at(".deletes"), "ids must be strings"))?;
-                        entry.deletes.insert(id.to_owned());
+                        let Json::String(id) = id else {
+                            return Err(Error::invalid_json(at(".deletes"), "ids must be strings"));
+                        };
+                        entry.deletes.insert(id);
                     }
                 }
                 Some(other) => {
                     return Err(Error::invalid_json(
                         at(".deletes"),
-                        format!("expected an array, found {}", describe_json(other)),
+                        format!("expected an array, found {}", describe_json(&other)),
                     ));
                 }
             }
+            changes.collections.insert(collection, entry);
         }
         Ok(changes)
     }
 
     /// The plain JSON form.
     pub fn to_json(&self) -> Json {
-        let collections: Map<String, Json> = self
-            .collections
-            .iter()
-            .map(|(name, c)| {
-                let sets: Map<String, Json> =
-                    c.sets.iter().map(|(id, f)| (id.clone(), Json::Object(f.clone()))).collect();
-                (name.clone(), json!({"sets": sets, "deletes": c.deletes}))
-            })
-            .collect();
-        Json::Object(collections)
+        serde_json::to_value(self).expect("changes are JSON")
+    }
+}
+
+/// The plain JSON form, written where the entities lie (the client's outbox rows).
+impl serde::Serialize for Changes {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            sets: &'a BTreeMap<String, Map<String, Json>>,
+            deletes: &'a BTreeSet<String>,
+        }
+        serializer
+            .collect_map(self.collections.iter().map(|(name, c)| (name, Body { sets: &c.sets, deletes: &c.deletes })))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn parses_both_set_shapes_and_round_trips() {

@@ -84,25 +84,22 @@ impl MemoryBackend {
         self.replace(collection, id, Some(stored));
     }
 
-    /// Sets (or removes) a row, keeping the collection's indexes in step.
+    /// Sets (or removes) a row, keeping the collection's indexes in step. The index keys are
+    /// read from the documents where they lie, not from copies.
     fn replace(&mut self, collection: &str, id: &str, row: Option<Row>) {
         let table = self.tables.entry(collection.to_owned()).or_default();
-        let old_doc = table.get(id).and_then(|r| r.doc.clone());
-        let new_doc = row.as_ref().and_then(|r| r.doc.clone());
+        for index in self.indexes.get_mut(collection).into_iter().flatten() {
+            if let Some(doc) = table.get(id).and_then(|r| r.doc.as_ref()) {
+                index.entries.remove(&(index.keys(doc), id.to_owned()));
+            }
+            if let Some(doc) = row.as_ref().and_then(|r| r.doc.as_ref()) {
+                index.entries.insert((index.keys(doc), id.to_owned()));
+            }
+        }
         match row {
             Some(row) => table.insert(id.to_owned(), row),
             None => table.remove(id),
         };
-        for index in self.indexes.get_mut(collection).into_iter().flatten() {
-            if let Some(doc) = &old_doc {
-                let keys = index.keys(doc);
-                index.entries.remove(&(keys, id.to_owned()));
-            }
-            if let Some(doc) = &new_doc {
-                let keys = index.keys(doc);
-                index.entries.insert((keys, id.to_owned()));
-            }
-        }
     }
 }
 

@@ -206,7 +206,7 @@ impl SyncServer {
                 Response::ok(serde_json::to_value(change).expect("schema changes serialize"))
             }
             "apply-changes" => {
-                let changes = decode_changes(field(body, "changes")?)?;
+                let changes = decode_changes(field(body, "changes")?.clone())?;
                 session.commit_changes(&changes)?;
                 Response::ok(json!({}))
             }

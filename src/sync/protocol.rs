@@ -2,10 +2,12 @@
 //! envelope around changes, and Triplit's error and close payloads. Pure data and parsing, so
 //! a client engine can use it as well as the server.
 
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
 use serde_json::{Map, Value as Json, json};
 
 use crate::error::Error;
-use crate::store::{Changes, Timestamp};
+use crate::store::{Changes, CollectionChanges, Timestamp};
 
 /// A message from a client.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,7 +87,9 @@ impl ServerMessage {
     /// Parses one text frame from a server. Nothing in it is trusted: a wrong shape is a
     /// [`FrameError`], never a panic.
     pub fn parse(frame: &str) -> Result<ServerMessage, FrameError> {
-        let (message_type, payload) = envelope(frame)?;
+        let (message_type, mut payload) = envelope(frame)?;
+        // Taken out, not copied: an initial sync's changes are megabytes.
+        let changes = payload.get_mut("changes").map(Json::take);
         let (message_type, payload) = (message_type.as_str(), &payload);
         let bad = |message: String| bad_payload(message_type, message);
         let text = |key: &str| payload.get(key).and_then(Json::as_str).map(str::to_owned);
@@ -97,7 +101,7 @@ impl ServerMessage {
             },
             "SCHEMA_REQUEST" => ServerMessage::SchemaRequest,
             "ENTITY_DATA" => {
-                let changes = payload.get("changes").ok_or_else(|| bad("ENTITY_DATA: 'changes' is missing".into()))?;
+                let changes = changes.ok_or_else(|| bad("ENTITY_DATA: 'changes' is missing".into()))?;
                 let for_queries = payload
                     .get("forQueries")
                     .and_then(Json::as_array)
@@ -138,10 +142,18 @@ impl ServerMessage {
         let (message_type, payload) = match self {
             ServerMessage::Ready { client_id } => ("READY", json!({"clientId": client_id})),
             ServerMessage::SchemaRequest => ("SCHEMA_REQUEST", json!({})),
-            ServerMessage::EntityData { changes, timestamp, for_queries } => (
-                "ENTITY_DATA",
-                json!({"changes": encode_changes(changes), "timestamp": timestamp.to_json(), "forQueries": for_queries}),
-            ),
+            ServerMessage::EntityData { changes, timestamp, for_queries } => {
+                // Written straight from the entities: see `SuperJson`.
+                #[derive(Serialize)]
+                #[serde(rename_all = "camelCase")]
+                struct Payload<'a> {
+                    changes: SuperJson<'a>,
+                    timestamp: Json,
+                    for_queries: &'a [String],
+                }
+                let payload = Payload { changes: SuperJson(changes), timestamp: timestamp.to_json(), for_queries };
+                return frame_of("ENTITY_DATA", &payload);
+            }
             ServerMessage::ChangesAck { timestamp } => ("CHANGES_ACK", json!({"timestamp": timestamp.to_json()})),
             ServerMessage::Error { message_type, error, metadata } => {
                 let mut payload = Map::new();
@@ -197,7 +209,8 @@ pub enum FrameError {
 impl ClientMessage {
     /// Parses one text frame.
     pub fn parse(frame: &str) -> Result<ClientMessage, FrameError> {
-        let (message_type, payload) = envelope(frame)?;
+        let (message_type, mut payload) = envelope(frame)?;
+        let changes = payload.get_mut("changes").map(Json::take);
         let (message_type, payload) = (message_type.as_str(), &payload);
         let bad = |message: String| bad_payload(message_type, message);
         let text = |key: &str| -> Result<String, FrameError> {
@@ -219,7 +232,7 @@ impl ClientMessage {
             }
             "DISCONNECT_QUERY" => ClientMessage::DisconnectQuery { id: text("id")? },
             "CHANGES" => {
-                let changes = payload.get("changes").ok_or_else(|| bad("CHANGES: 'changes' is missing".into()))?;
+                let changes = changes.ok_or_else(|| bad("CHANGES: 'changes' is missing".into()))?;
                 ClientMessage::Changes { changes: decode_changes(changes).map_err(|e| bad(e.to_string()))? }
             }
             "CHUNK" => {
@@ -257,7 +270,7 @@ impl ClientMessage {
                 ("CONNECT_QUERY", payload)
             }
             ClientMessage::DisconnectQuery { id } => ("DISCONNECT_QUERY", json!({"id": id})),
-            ClientMessage::Changes { changes } => ("CHANGES", json!({"changes": encode_changes(changes)})),
+            ClientMessage::Changes { changes } => return changes_frame(changes),
             ClientMessage::Chunk { data, total, index, id } => {
                 ("CHUNK", json!({"data": data, "total": total, "index": index, "id": id}))
             }
@@ -310,31 +323,89 @@ fn bad_payload(message_type: &str, problem: String) -> FrameError {
 
 /// `{type, payload}` as text.
 pub fn frame(message_type: &str, payload: Json) -> String {
-    json!({"type": message_type, "payload": payload}).to_string()
+    frame_of(message_type, &payload)
+}
+
+/// `{type, payload}` as text, the payload serialized where it lies.
+fn frame_of(message_type: &str, payload: &impl Serialize) -> String {
+    #[derive(Serialize)]
+    struct Frame<'a, P> {
+        #[serde(rename = "type")]
+        message_type: &'a str,
+        payload: &'a P,
+    }
+    serde_json::to_string(&Frame { message_type, payload }).expect("frames are JSON")
+}
+
+/// A client's `CHANGES` frame, written from the changes without copying them (the client's
+/// outbox sends its entries by reference).
+pub fn changes_frame(changes: &Changes) -> String {
+    #[derive(Serialize)]
+    struct Payload<'a> {
+        changes: SuperJson<'a>,
+    }
+    frame_of("CHANGES", &Payload { changes: SuperJson(changes) })
 }
 
 /// Changes in the SuperJSON envelope Triplit sends (`sets` as a Map of `[id, entity]` pairs,
 /// `deletes` as a Set); a collection without changes is named with empty lists.
 pub fn encode_changes(changes: &Changes) -> Json {
-    let mut collections = Map::new();
-    let mut meta = Map::new();
-    for (name, batch) in &changes.collections {
-        let sets: Vec<Json> = batch.sets.iter().map(|(id, doc)| json!([id, doc])).collect();
-        collections.insert(name.to_owned(), json!({"sets": sets, "deletes": batch.deletes}));
-        let path = superjson_escape(name);
-        meta.insert(format!("{path}.sets"), json!(["map"]));
-        meta.insert(format!("{path}.deletes"), json!(["set"]));
+    serde_json::to_value(SuperJson(changes)).expect("changes are JSON")
+}
+
+/// [`encode_changes`] as a serializer writes it: straight from the entities, without a copy
+/// of them (a server's initial sync is megabytes of entities).
+pub struct SuperJson<'a>(pub &'a Changes);
+
+impl Serialize for SuperJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Collections<'a>(&'a Changes);
+        struct Body<'a>(&'a CollectionChanges);
+        struct Pairs<'a>(&'a CollectionChanges);
+        struct Meta<'a>(&'a Changes);
+        impl Serialize for Collections<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_map(self.0.collections.iter().map(|(name, batch)| (name, Body(batch))))
+            }
+        }
+        impl Serialize for Body<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut body = serializer.serialize_map(Some(2))?;
+                body.serialize_entry("sets", &Pairs(self.0))?;
+                body.serialize_entry("deletes", &self.0.deletes)?;
+                body.end()
+            }
+        }
+        impl Serialize for Pairs<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_seq(self.0.sets.iter())
+            }
+        }
+        impl Serialize for Meta<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let paths = self.0.collections.keys().flat_map(|name| {
+                    let path = superjson_escape(name);
+                    [(format!("{path}.sets"), ["map"]), (format!("{path}.deletes"), ["set"])]
+                });
+                let mut meta = serializer.serialize_map(Some(2))?;
+                meta.serialize_entry("values", &paths.collect::<std::collections::BTreeMap<_, _>>())?;
+                meta.serialize_entry("v", &1)?;
+                meta.end()
+            }
+        }
+        let mut envelope = serializer.serialize_map(Some(2))?;
+        envelope.serialize_entry("json", &Collections(self.0))?;
+        envelope.serialize_entry("meta", &Meta(self.0))?;
+        envelope.end()
     }
-    json!({"json": collections, "meta": {"values": meta, "v": 1}})
 }
 
 /// Reads changes from the SuperJSON envelope (or plain JSON, as the HTTP API also accepts).
-pub fn decode_changes(json: &Json) -> crate::Result<Changes> {
-    let plain = match json.get("json") {
-        Some(inner) if json.get("meta").is_some() || json.as_object().is_some_and(|o| o.len() == 1) => inner,
-        _ => json,
-    };
-    Changes::from_json(plain)
+pub fn decode_changes(mut json: Json) -> crate::Result<Changes> {
+    let enveloped =
+        json.get("json").is_some() && (json.get("meta").is_some() || json.as_object().is_some_and(|o| o.len() == 1));
+    let plain = if enveloped { json["json"].take() } else { json };
+    Changes::from_json_value(plain)
 }
 
 /// SuperJSON paths separate keys with `.`, so dots inside a key are escaped.
@@ -563,7 +634,7 @@ mod tests {
         assert_eq!(encoded["meta"]["values"]["todos.sets"], json!(["map"]));
         assert_eq!(encoded["json"]["notes"], json!({"sets": [], "deletes": []}));
         assert_eq!(encoded["json"]["todos"]["sets"], json!([["a", {"id": "a"}]]));
-        let decoded = decode_changes(&encoded).unwrap();
+        let decoded = decode_changes(encoded.clone()).unwrap();
         assert_eq!(decoded.collections["todos"], changes.collections["todos"]);
     }
 
