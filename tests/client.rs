@@ -8,7 +8,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::engine::{SECRET, schema, user_token};
+use common::engine::{SECRET, user_token};
 use common::triplit::RealTriplit;
 use common::wire::ServeProcess;
 use serde_json::{Value as Json, json};
@@ -18,6 +18,16 @@ use triplite::{Query, Schema};
 
 const WAIT: Duration = Duration::from_secs(20);
 const LATER: i64 = 4_000_000_000;
+
+/// The sync tests' schema, with a record attribute on todos (for record edits).
+fn schema() -> Json {
+    let mut schema = common::engine::schema();
+    schema["collections"]["todos"]["schema"]["properties"]["details"] = json!({
+        "type": "record", "config": {"optional": true}, "properties": {
+            "priority": {"type": "string", "config": {}},
+            "note": {"type": "string", "config": {"optional": true}}}});
+    schema
+}
 
 /// A server the scenarios run against.
 trait Peer {
@@ -165,6 +175,18 @@ fn two_clients_converge_on_inserts_updates_deletes_and_concurrent_edits(start: S
     b.update("todos", "t1", json!({"text": "oat milk", "tags": ["shop"]})).unwrap();
     eventually("a sees b's update", || local(&a, "t1").is_some_and(|t| t["text"] == "oat milk"));
     assert_eq!(local(&a, "t1").unwrap()["tags"], json!(["shop"]));
+
+    // Record edits from both sides merge per key.
+    a.update("todos", "t1", json!({"details": {"priority": "high"}})).unwrap();
+    eventually("b sees the record", || local(&b, "t1").is_some_and(|t| t["details"]["priority"] == "high"));
+    a.update("todos", "t1", json!({"details": {"note": "two litres"}})).unwrap();
+    b.update("todos", "t1", json!({"details": {"priority": "low"}})).unwrap();
+    assert!(a.wait_for_outbox(WAIT) && b.wait_for_outbox(WAIT));
+    eventually("the record edits merge on both", || {
+        [&a, &b]
+            .iter()
+            .all(|c| local(c, "t1").is_some_and(|t| t["details"] == json!({"priority": "low", "note": "two litres"})))
+    });
 
     // Set edits from both sides merge per element.
     a.transact(|tx| tx.update("todos", "t1", json!({"tags": ["shop", "home"]}))).unwrap();

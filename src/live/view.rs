@@ -155,6 +155,9 @@ struct LiveRow {
     out: Vec<(Arc<str>, Arc<Json>)>,
 }
 
+/// Below this many changes to its root collection, a commit is placed in a view row by row.
+const BATCH_RERUN_MIN: usize = 64;
+
 pub(crate) struct View {
     pub source: Source,
     pub query: Prepared,
@@ -218,6 +221,13 @@ impl View {
         let others_changed = changes.iter().any(|c| c.collection != self.deps.root);
         let filters_read_changed = changes.iter().any(|c| self.deps.filter_collections.contains(&c.collection));
         if !self.deps.root_is_simple() && (filters_read_changed || !root_changes.is_empty()) {
+            self.rerun(exec)?;
+            return Ok(true);
+        }
+        // Placing a change looks its row up and moves the rows after it; for a batch of the
+        // result's size (an initial sync, a bulk insert) that is quadratic, and reading the
+        // result again is not.
+        if root_changes.len() > BATCH_RERUN_MIN && root_changes.len() * 8 >= self.rows.len() {
             self.rerun(exec)?;
             return Ok(true);
         }

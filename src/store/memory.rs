@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::state::EntityState;
-use super::{Access, Backend, Document, IndexRange, Needle, RowWrite};
+use super::{Access, Backend, Document, IndexRange, Needle, RowWrite, StateRef};
 use crate::error::Result;
 use crate::query::lookup_path;
 use crate::value::sort_key;
@@ -50,8 +50,17 @@ impl MemoryIndex {
 
 #[derive(Clone)]
 struct Row {
-    state: EntityState,
+    state: RowState,
     doc: Option<Document>,
+}
+
+/// A row's merge state. One insert wrote everything in most rows (a bulk load, an initial
+/// sync), and then the document alone rebuilds the state when a merge needs it — as the SQLite
+/// backend stores such rows — so no per-path state is built or kept for them.
+#[derive(Clone)]
+enum RowState {
+    Inserted(super::Timestamp),
+    Full(EntityState),
 }
 
 /// What to put back on rollback.
@@ -80,7 +89,11 @@ impl MemoryBackend {
     fn put(&mut self, collection: &str, id: &str, row: &RowWrite) {
         self.remember_row(collection, id);
         // The merge state carries the latest timestamp (`RowWrite::changed`) already.
-        let stored = Row { state: row.state.to_state(row.doc), doc: row.doc.cloned() };
+        let state = match &row.state {
+            StateRef::Inserted(ts) if row.doc.is_some() => RowState::Inserted((*ts).clone()),
+            state => RowState::Full(state.to_state(row.doc)),
+        };
+        let stored = Row { state, doc: row.doc.cloned() };
         self.replace(collection, id, Some(stored));
     }
 
@@ -129,7 +142,11 @@ impl Backend for MemoryBackend {
     }
 
     fn read_state(&self, collection: &str, id: &str) -> Result<Option<EntityState>> {
-        Ok(self.tables.get(collection).and_then(|t| t.get(id)).map(|r| r.state.clone()))
+        Ok(self.tables.get(collection).and_then(|t| t.get(id)).map(|row| match (&row.state, &row.doc) {
+            (RowState::Inserted(ts), Some(doc)) => EntityState::inserted(doc, ts),
+            (RowState::Inserted(_), None) => EntityState::default(),
+            (RowState::Full(state), _) => state.clone(),
+        }))
     }
 
     fn read_doc(&self, collection: &str, id: &str) -> Result<Option<Document>> {
