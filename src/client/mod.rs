@@ -2,7 +2,7 @@
 //! server — what a mobile app embeds.
 //!
 //! A [`Client`] is a local database (a SQLite file or memory, with the app's schema), the
-//! sans-IO [`SyncEngine`](engine::SyncEngine), and a WebSocket transport on an I/O thread of
+//! sans-IO [`SyncEngine`], and a WebSocket transport on an I/O thread of
 //! its own. Writes are optimistic: they apply locally at once and wait in a durable outbox (in
 //! the same SQLite transaction) until the server acknowledges them. A transaction the server
 //! rejects is reported with its id, rolled back locally, and does not hold up the ones after

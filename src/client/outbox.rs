@@ -97,20 +97,21 @@ impl Outbox {
     pub fn stage(&self, tx: &mut Transaction, tx_id: String) -> Result<Option<PendingTransaction>> {
         let mut changes = Changes::default();
         for Written { collection, id, before, after } in tx.written()? {
-            match (&before, &after) {
-                (None, Some(doc)) => changes.set(&collection, &id, doc.clone()),
-                (Some(_), None) => changes.delete(&collection, &id),
-                (Some(old), Some(new)) => {
-                    let patch = diff(old, new);
-                    if patch.is_empty() {
-                        continue;
-                    }
-                    changes.set(&collection, &id, patch);
-                }
-                (None, None) => continue,
+            let change_made = match (&before, &after) {
+                (Some(old), Some(new)) => old != new,
+                (None, None) => false,
+                _ => true,
+            };
+            if !change_made {
+                continue;
             }
             if !self.is_pending(&collection, &id) {
                 write_confirmed(tx, &collection, &id, before.as_ref())?;
+            }
+            match (before, after) {
+                (_, None) => changes.delete(&collection, &id),
+                (None, Some(doc)) => changes.set(&collection, &id, doc),
+                (Some(old), Some(new)) => changes.set(&collection, &id, diff(&old, &new)),
             }
         }
         if changes.is_empty() {

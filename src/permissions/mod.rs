@@ -11,7 +11,7 @@ use std::fmt;
 use serde_json::{Map, Value as Json, json};
 
 /// The operations a rule can govern.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Operation {
     Read,
     Insert,
