@@ -140,12 +140,14 @@ fn attacks_fail_with_the_right_error() {
     assert_eq!(refused(&db, &early), AuthErrorKind::NotYetValid);
     // No leeway by default, as Triplit: a token a second past `exp` is refused. With one set,
     // it is accepted, and the session it opens ends when the leeway does.
-    let just_expired = sign(Algorithm::RS256, None, &json!({"sub": "bob", "exp": now() - 1}), &rsa_private());
+    // `exp` is read once: a second may tick between two reads of the clock.
+    let exp = now() - 1;
+    let just_expired = sign(Algorithm::RS256, None, &json!({"sub": "bob", "exp": exp}), &rsa_private());
     assert_eq!(refused(&db, &just_expired), AuthErrorKind::Expired);
     let lenient =
         Database::builder().external_jwt_secret(rsa_pem.clone()).token_leeway_seconds(30).open_in_memory().unwrap();
     let verified = lenient.verify_token(&just_expired).expect("within the configured leeway");
-    assert_eq!(verified.expires_at, Some(now() - 1 + 30));
+    assert_eq!(verified.expires_at, Some(exp + 30));
     assert_eq!(refused(&lenient, &expired), AuthErrorKind::Expired, "60 s is beyond 30 s");
 
     // A token that claims to be a service token but is signed by the external key is checked

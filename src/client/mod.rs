@@ -410,7 +410,8 @@ const SYNC_WAIT: Duration = Duration::from_secs(10);
 impl Drop for Client {
     fn drop(&mut self) {
         self.shared.stopping.store(true, Ordering::Release);
-        self.shared.wake();
+        // Directly: `wake` is quiet once the client is stopping.
+        let _ = self.shared.waker.wake();
         if let Some(io) = self.io.take() {
             let _ = io.join();
         }
@@ -517,6 +518,10 @@ impl Shared {
     }
 
     fn wake(&self) {
+        // A subscription may outlive its client: nothing is listening then.
+        if self.stopping.load(Ordering::Acquire) {
+            return;
+        }
         if let Err(error) = self.waker.wake() {
             tracing::error!(%error, "could not wake the sync client's I/O thread");
         }
