@@ -28,6 +28,8 @@ const FIRST_BACKOFF_MS: i64 = 250;
 const MAX_BACKOFF_MS: i64 = 5 * 60 * 1000;
 /// `@triplit/client`'s default keepalive.
 const PING_INTERVAL_MS: i64 = 45_000;
+/// The close reason of a disconnect the application asked for (as `@triplit/client`'s).
+pub(super) const MANUAL_DISCONNECT: &str = r#"{"type":"MANUAL_DISCONNECT","retry":false}"#;
 /// Frames above this are sent as `CHUNK`s, as `@triplit/client` does (0.5 MiB).
 const CHUNK_BYTES: usize = 512 * 1024;
 
@@ -190,11 +192,13 @@ impl SyncEngine {
         self.reconnect_at = None;
         if matches!(self.phase, Phase::Opened | Phase::Ready | Phase::Dialing) {
             self.set_status(ConnectionStatus::Closing);
-            let reason = json!({"type": "MANUAL_DISCONNECT", "retry": false}).to_string();
-            self.output.push(Outgoing::Close { code: 1000, reason });
+            self.output.push(Outgoing::Close { code: 1000, reason: MANUAL_DISCONNECT.into() });
         }
         self.went_offline();
-        self.set_status(ConnectionStatus::Closed);
+        // A client that never connected stays UNINITIALIZED.
+        if self.status != ConnectionStatus::Uninitialized {
+            self.set_status(ConnectionStatus::Closed);
+        }
     }
 
     /// Forgets everything learned from the server and every pending write (the application
@@ -221,12 +225,15 @@ impl SyncEngine {
         Some(url)
     }
 
-    /// The socket opened.
-    pub fn opened(&mut self, _now_ms: i64) {
-        if self.phase == Phase::Dialing {
-            self.phase = Phase::Opened;
-            self.set_status(ConnectionStatus::Open);
+    /// The socket opened. `false`: the application disconnected while it was being opened,
+    /// so the transport closes it again.
+    pub fn opened(&mut self, _now_ms: i64) -> bool {
+        if self.phase != Phase::Dialing {
+            return false;
         }
+        self.phase = Phase::Opened;
+        self.set_status(ConnectionStatus::Open);
+        true
     }
 
     /// The socket closed or could not be opened (`reason`: the close frame's reason).
@@ -263,6 +270,11 @@ impl SyncEngine {
 
     /// Takes one frame from the server.
     pub fn received(&mut self, frame: &str, now_ms: i64) -> Result<()> {
+        // Frames still buffered from a socket the application has disconnected (its close is
+        // on its way out) belong to no connection.
+        if !matches!(self.phase, Phase::Opened | Phase::Ready) {
+            return Ok(());
+        }
         let message = match ServerMessage::parse(frame) {
             Ok(message) => message,
             Err(error) => {
@@ -764,6 +776,18 @@ mod tests {
         assert_eq!(errors, vec![ClientEvent::SessionError { reason: "TOKEN_EXPIRED".into(), message: None }]);
         assert_eq!(engine.dial(NOW + 3_600_000), None);
         assert_eq!(engine.next_deadline(), None);
+    }
+
+    #[test]
+    fn frames_from_a_socket_disconnected_meanwhile_are_ignored() {
+        let mut engine = engine();
+        assert!(engine.dial(NOW).is_some());
+        engine.disconnect(); // while the socket was being opened
+        assert!(!engine.opened(NOW), "the transport closes it");
+        engine.received(&ServerMessage::Ready { client_id: "late".into() }.to_frame(), NOW).unwrap();
+        assert!(!engine.is_ready() && engine.client_id().is_none());
+        engine.connect();
+        assert!(engine.dial(NOW).is_some(), "a new connection can be dialled");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 use crossbeam_channel::Receiver;
 use mio::{Events, Poll, Token};
 
-use super::engine::{Due, SyncEngine};
+use super::engine::{Due, MANUAL_DISCONNECT, SyncEngine};
 use super::events::ClientEvent;
 use super::transport::{Incoming, Socket};
 use super::{Shared, now_ms};
@@ -36,7 +36,7 @@ pub(super) fn run_io(shared: Arc<Shared>, mut poll: Poll) {
     loop {
         if shared.stopping.load(Ordering::Acquire) {
             if let Some(socket) = socket.as_mut() {
-                socket.close(1000, r#"{"type":"MANUAL_DISCONNECT","retry":false}"#.into());
+                socket.close(1000, MANUAL_DISCONNECT.into());
             }
             return;
         }
@@ -52,12 +52,16 @@ pub(super) fn run_io(shared: Arc<Shared>, mut poll: Poll) {
             && let Some(url) = shared.with_engine(|engine| engine.dial(now))
         {
             match Socket::dial(&url) {
-                Ok(opened) => match opened.register(poll.registry(), SOCKET) {
-                    Ok(()) => {
-                        shared.with_engine(|engine| engine.opened(now_ms()));
+                Ok(mut opened) => match opened.register(poll.registry(), SOCKET) {
+                    Ok(()) if shared.with_engine(|engine| engine.opened(now_ms())) => {
                         socket = Some(opened);
                         // The upgrade's reply may have carried the first frames already.
                         read(&shared, &poll, &mut socket);
+                    }
+                    // Disconnected while it opened.
+                    Ok(()) => {
+                        opened.close(1000, MANUAL_DISCONNECT.into());
+                        opened.deregister(poll.registry());
                     }
                     Err(error) => dial_failed(&shared, &error),
                 },

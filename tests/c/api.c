@@ -2,48 +2,10 @@
  * handles and arguments, a forged token, a permission-denied write through a session, and a
  * subscription callback fed by writes from another thread. Run by tests/ffi.rs, linked
  * statically and dynamically, under valgrind. */
-#define _POSIX_C_SOURCE 200809L
+#include "check.h"
+
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <time.h>
-
-#include "triplite.h"
-
-static int failures = 0;
-
-#define CHECK(cond)                                                   \
-  do {                                                                \
-    if (!(cond)) {                                                    \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                     \
-    }                                                                 \
-  } while (0)
-
-/* Expects `status`; frees the error message, checking it names `needle` when given. */
-static void expect_status(triplite_status got, triplite_status want, char *err, const char *needle) {
-  if (got != want) {
-    fprintf(stderr, "status %d, expected %d (%s)\n", (int)got, (int)want, err ? err : "no message");
-    failures++;
-  }
-  if (want != TRIPLITE_OK) {
-    CHECK(err != NULL);
-    if (err && needle && !strstr(err, needle)) {
-      fprintf(stderr, "message \"%s\" lacks \"%s\"\n", err, needle);
-      failures++;
-    }
-  }
-  triplite_string_free(err);
-}
-
-/* Runs a call that may write `err` (declared here), then checks its status and message. */
-#define EXPECT(want, needle, ...)                          \
-  do {                                                     \
-    char *err = NULL;                                      \
-    triplite_status got_ = (__VA_ARGS__);                  \
-    expect_status(got_, want, err, needle);                \
-  } while (0)
 
 static const char *SCHEMA =
     "{\"roles\": {\"user\": {\"match\": {\"sub\": \"$userId\"}}},"
@@ -99,10 +61,6 @@ static void *writer(void *arg) {
   return NULL;
 }
 
-static void sleep_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
 
 static int wait_for_count(seen_t *seen, int count) {
   for (int i = 0; i < 500; i++) {
@@ -272,10 +230,5 @@ int main(void) {
   triplite_subscription_free(NULL);
   triplite_db_close(db);
 
-  if (failures) {
-    fprintf(stderr, "%d checks failed\n", failures);
-    return 1;
-  }
-  printf("all passed\n");
-  return 0;
+  return report();
 }
