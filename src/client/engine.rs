@@ -779,6 +779,31 @@ mod tests {
     }
 
     #[test]
+    fn a_ready_connection_pings_every_45_seconds() {
+        let mut engine = engine();
+        ready(&mut engine);
+        sent(&mut engine);
+        assert_eq!(engine.next_deadline(), Some(NOW + PING_INTERVAL_MS));
+        assert!(engine.tick(NOW + PING_INTERVAL_MS - 1).is_empty());
+        assert!(sent(&mut engine).is_empty(), "not before the interval");
+        engine.tick(NOW + PING_INTERVAL_MS);
+        assert!(matches!(&sent(&mut engine)[..], [ClientMessage::Ping { .. }]));
+        assert_eq!(engine.next_deadline(), Some(NOW + 2 * PING_INTERVAL_MS));
+        engine.closed(None, NOW + PING_INTERVAL_MS);
+        engine.tick(NOW + 10 * PING_INTERVAL_MS);
+        assert!(sent(&mut engine).is_empty(), "no pings without a connection");
+    }
+
+    #[test]
+    fn a_refresh_is_asked_for_when_due() {
+        let mut engine = engine();
+        engine.set_refresh_at(Some(NOW + 1000));
+        assert_eq!(engine.tick(NOW + 999), vec![]);
+        assert_eq!(engine.tick(NOW + 1000), vec![Due::RefreshToken]);
+        assert_eq!(engine.tick(NOW + 5000), vec![], "once");
+    }
+
+    #[test]
     fn frames_from_a_socket_disconnected_meanwhile_are_ignored() {
         let mut engine = engine();
         assert!(engine.dial(NOW).is_some());

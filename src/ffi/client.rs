@@ -7,7 +7,8 @@ use serde_json::{Value as Json, json};
 
 use super::db::{apply_ops, parse_query};
 use super::live::{
-    Foreign, Live, result_json, triplite_destroy_callback, triplite_result_callback, triplite_subscription,
+    Foreign, Live, result_json, subscribe_with, triplite_destroy_callback, triplite_result_callback,
+    triplite_subscription,
 };
 use super::{Failure, guard, handle, json_arg, put_handle, put_json, release, text, triplite_status};
 use crate::client::{Client, ClientOptions, Committed, FetchPolicy};
@@ -214,23 +215,22 @@ pub unsafe extern "C" fn triplite_client_subscribe(
     out_err: *mut *mut c_char,
 ) -> triplite_status {
     guard(out_err, || {
-        // Whatever happens, `destroy` runs once: the triple is owned from here on.
-        let foreign = Foreign::new(on_result, user_data, destroy, "on_result")?;
-        if out_sub.is_null() {
-            return Err(Failure::misuse("`out_sub` is NULL"));
-        }
         // SAFETY (all blocks): the pointers follow the documented contract.
-        let client = unsafe { borrow(client) }?;
-        let query = parse_query(unsafe { json_arg(query_json, "query_json") }?)?;
-        if let Some(key) = unsafe { options(options_json, "options_json") }?.as_object().and_then(|o| o.keys().next()) {
-            return Err(Error::invalid_json("options_json", format!("unknown option `{key}`")).into());
+        unsafe {
+            subscribe_with(query_json, on_result, user_data, destroy, out_sub, |query, foreign| {
+                let client = borrow(client)?;
+                let options = options(options_json, "options_json")?;
+                if let Some(key) = options.as_object().and_then(|o| o.keys().next()) {
+                    return Err(Error::invalid_json("options_json", format!("unknown option `{key}`")).into());
+                }
+                let subscription = client.subscribe(&query, move |result| {
+                    let mut json = result_json(&result.results, &result.change);
+                    json["fulfilled"] = json!(result.fulfilled);
+                    foreign.call(&json);
+                })?;
+                Ok(Live::Client(subscription))
+            })
         }
-        let subscription = client.subscribe(&query, move |result| {
-            let mut json = result_json(&result.results, &result.change);
-            json["fulfilled"] = json!(result.fulfilled);
-            foreign.call(&json);
-        })?;
-        unsafe { put_handle(out_sub, triplite_subscription::new(Live::Client(subscription)), "out_sub") }
     })
 }
 

@@ -8,6 +8,7 @@ use serde_json::{Value as Json, json};
 use super::db::{Actor, db_actor, parse_query, session_actor, triplite_db, triplite_session};
 use super::{Failure, Outcome, guard, json_arg, put_handle, release, triplite_status};
 use crate::live::{LiveResult, Subscription};
+use crate::query::Query;
 
 /// A live query (of a database, a session or a client), released with
 /// `triplite_subscription_free`.
@@ -90,15 +91,37 @@ unsafe fn subscribe(
     destroy: triplite_destroy_callback,
     out_sub: *mut *mut triplite_subscription,
 ) -> Outcome {
-    // Whatever happens, `destroy` runs once: the triple is owned from here on.
+    // SAFETY: forwarded contract.
+    unsafe {
+        subscribe_with(query_json, on_result, user_data, destroy, out_sub, |query, foreign| {
+            let subscription = actor?.subscribe(&query, move |result| foreign.call(&live_result_json(&result)))?;
+            Ok(Live::Database(subscription))
+        })
+    }
+}
+
+/// What every subscribe export shares: it takes the caller's (function, user data,
+/// destructor) triple — `destroy` runs once whatever happens — checks `out_sub`, parses the
+/// query, and lets `start` subscribe.
+///
+/// # Safety
+/// As the exports that call it.
+pub(super) unsafe fn subscribe_with(
+    query_json: *const c_char,
+    on_result: triplite_result_callback,
+    user_data: *mut c_void,
+    destroy: triplite_destroy_callback,
+    out_sub: *mut *mut triplite_subscription,
+    start: impl FnOnce(Query, Foreign) -> Result<Live, Failure>,
+) -> Outcome {
     let foreign = Foreign::new(on_result, user_data, destroy, "on_result")?;
     if out_sub.is_null() {
         return Err(Failure::misuse("`out_sub` is NULL"));
     }
     // SAFETY (all blocks): forwarded contract.
     let query = parse_query(unsafe { json_arg(query_json, "query_json") }?)?;
-    let subscription = actor?.subscribe(&query, move |result| foreign.call(&live_result_json(&result)))?;
-    unsafe { put_handle(out_sub, triplite_subscription::new(Live::Database(subscription)), "out_sub") }
+    let live = start(query, foreign)?;
+    unsafe { put_handle(out_sub, triplite_subscription::new(live), "out_sub") }
 }
 
 unsafe extern "C" fn noop(_: *mut c_void, _: *const c_char) {}
