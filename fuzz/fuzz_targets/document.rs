@@ -155,7 +155,7 @@ fn run(db: &Database, letter: u8, arg: &Json) -> Option<triplite::Result<()>> {
         (b'u', [Json::String(c), Json::String(id), patch]) => db.update(c, id, patch.clone()),
         (b'd', [Json::String(c), Json::String(id)]) => db.delete(c, id),
         (b't', ops) => db.transact(|tx| ops.iter().try_for_each(|op| write(tx, op))),
-        (b'c', _) => db.commit_changes(&decode_changes(arg).ok()?).map(drop),
+        (b'c', _) => db.commit_changes(&decode_changes(arg.clone()).ok()?).map(drop),
         _ => return None,
     })
 }

@@ -155,7 +155,7 @@ impl Client {
                 self.closed_as = Some(close.to_owned());
             }
             Some("ENTITY_DATA") => {
-                let changes = decode_changes(&payload["changes"])
+                let changes = decode_changes(payload["changes"].clone())
                     .unwrap_or_else(|e| panic!("ENTITY_DATA's changes do not decode ({e}): {message}"));
                 for (id, todo) in changes.collections.get("todos").map(|c| &c.sets).into_iter().flatten() {
                     let readable =
