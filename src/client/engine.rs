@@ -440,7 +440,7 @@ impl SyncEngine {
     /// Whether the server ever answered query `id` for this local database.
     pub fn was_ever_fulfilled(&self, id: &str) -> Result<bool> {
         let key = format!("{QUERY_PREFIX}{id}");
-        Ok(self.db.transact(|tx| tx.read_meta(&key))?.is_some())
+        Ok(self.db.read_meta(&key)?.is_some())
     }
 
     fn send_connect_query(&mut self, id: &str) -> Result<()> {
@@ -456,7 +456,7 @@ impl SyncEngine {
     /// for a query the server answered before, so a new one gets everything.
     fn resume_point(&self, id: &str) -> Result<Option<Checkpoint>> {
         let Some(remote) = self.queries.get(id) else { return Ok(None) };
-        let checkpoint = self.db.transact(|tx| tx.read_meta(CHECKPOINT_KEY))?;
+        let checkpoint = self.db.read_meta(CHECKPOINT_KEY)?;
         let Some(timestamp) = checkpoint.and_then(|bytes| Timestamp::from_sort_key(&bytes).ok()) else {
             return Ok(None);
         };
@@ -569,16 +569,16 @@ pub(crate) fn websocket_url(server_url: &str, token: &str) -> String {
         Some((_, rest)) => ("ws", rest),
         None => ("ws", trimmed),
     };
-    let token: String = token
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect();
+    let mut encoded = String::with_capacity(token.len());
+    for byte in token.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => encoded.push(byte as char),
+            other => encoded.push_str(&format!("%{other:02X}")),
+        }
+    }
     // The root path when the URL has none (`host:port?...` is not a valid request target).
     let slash = if rest.contains('/') { "" } else { "/" };
-    format!("{scheme}://{rest}{slash}?sync-schema=false&token={token}")
+    format!("{scheme}://{rest}{slash}?sync-schema=false&token={encoded}")
 }
 
 fn split_at_char_boundaries(text: &str, max: usize) -> Vec<&str> {

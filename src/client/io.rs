@@ -130,7 +130,7 @@ fn read(shared: &Shared, poll: &Poll, socket: &mut Option<Socket>) {
     if incoming.is_empty() {
         return;
     }
-    let mut closed = None;
+    let mut closed = false;
     shared.with_engine(|engine: &mut SyncEngine| {
         let now = now_ms();
         for frame in incoming {
@@ -142,14 +142,12 @@ fn read(shared: &Shared, poll: &Poll, socket: &mut Option<Socket>) {
                 }
                 Incoming::Closed(reason) => {
                     engine.closed(reason.as_deref(), now);
-                    closed = Some(());
+                    closed = true;
                 }
             }
         }
     });
-    if closed.is_some()
-        && let Some(gone) = socket.take()
-    {
+    if closed && let Some(gone) = socket.take() {
         gone.deregister(poll.registry());
     }
 }

@@ -352,7 +352,7 @@ impl Client {
         self.shared.subscriptions.lock().entry(id.clone()).or_default().push(Arc::downgrade(&state));
         self.shared.with_engine(|engine| engine.add_query_user(&id, query))?;
         self.shared.wake();
-        Ok(ClientSubscription { shared: self.shared.clone(), query_id: id, _state: state, _local: local })
+        Ok(ClientSubscription { shared: self.shared.clone(), query_id: id, state, _local: local })
     }
 
     /// Calls `listener` with every event (connection status, session errors, transactions
@@ -429,7 +429,7 @@ impl Drop for Client {
 pub struct ClientSubscription {
     shared: Arc<Shared>,
     query_id: String,
-    _state: Arc<Mutex<SubscriptionState>>,
+    state: Arc<Mutex<SubscriptionState>>,
     _local: Subscription,
 }
 
@@ -446,7 +446,7 @@ impl Drop for ClientSubscription {
         self.shared.wake();
         let mut subscriptions = self.shared.subscriptions.lock();
         if let Some(states) = subscriptions.get_mut(&self.query_id) {
-            states.retain(|state| state.strong_count() > 0 && !std::ptr::eq(state.as_ptr(), Arc::as_ptr(&self._state)));
+            states.retain(|state| state.strong_count() > 0 && !std::ptr::eq(state.as_ptr(), Arc::as_ptr(&self.state)));
             if states.is_empty() {
                 subscriptions.remove(&self.query_id);
             }

@@ -9,7 +9,7 @@
 //! document plus the writes still pending, in commit order. One rejected transaction is rolled
 //! back this way and leaves the outbox; the ones after it still go out.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use serde_json::{Map, Value as Json, json};
 
@@ -63,7 +63,7 @@ pub(crate) struct Outbox {
 impl Outbox {
     /// Reads the outbox a previous run left.
     pub fn load(db: &Database) -> Result<Outbox> {
-        let rows = db.transact(|tx| tx.scan_meta(PENDING_PREFIX))?;
+        let rows = db.scan_meta(PENDING_PREFIX)?;
         let mut outbox = Outbox::default();
         for (key, value) in rows {
             let corrupt = |what: &str| Error::Corrupt(format!("outbox row {key}: {what}"));
@@ -173,27 +173,22 @@ impl Outbox {
     pub fn fold_server_changes(&self, tx: &mut Transaction, changes: Changes) -> Result<()> {
         let mut direct = Changes::default();
         for (collection, mut batch) in changes.collections {
-            // Deletes first, as the store applies them; a set for a deleted id re-creates it.
-            let mut ids: Vec<String> = batch.deletes.iter().cloned().collect();
-            ids.extend(batch.sets.keys().filter(|id| !batch.deletes.contains(*id)).cloned());
-            let direct = direct.collections.entry(collection.clone()).or_default();
-            for id in ids {
-                let deleted = batch.deletes.contains(&id);
+            let pending: BTreeSet<String> = batch
+                .deletes
+                .iter()
+                .chain(batch.sets.keys())
+                .filter(|id| self.is_pending(&collection, id))
+                .cloned()
+                .collect();
+            for id in pending {
+                let deleted = batch.deletes.remove(&id);
                 let set = batch.sets.remove(&id);
-                if !self.is_pending(&collection, &id) {
-                    if deleted {
-                        direct.deletes.insert(id.clone());
-                    }
-                    if let Some(fields) = set {
-                        direct.sets.insert(id, fields);
-                    }
-                    continue;
-                }
                 let confirmed = fold(read_confirmed(tx, &collection, &id)?, Some((deleted, set.as_ref())));
                 write_confirmed(tx, &collection, &id, confirmed.as_ref())?;
                 let rebuilt = self.replay(confirmed, &collection, &id, None);
                 rewrite(tx, &collection, &id, rebuilt.as_ref())?;
             }
+            direct.collections.insert(collection, batch);
         }
         if !direct.is_empty() {
             tx.commit_changes(&direct)?;

@@ -143,9 +143,7 @@ impl Shared {
                 message: "the new token has expired".into(),
             });
         }
-        let old_roles = self.db.session_from_claims(Json::Object(decode(&current)?))?;
-        let new_roles = self.db.session_from_claims(Json::Object(claims.clone()))?;
-        if old_roles.roles() != new_roles.roles() {
+        if self.roles_of(&decode(&current)?)? != self.roles_of(&claims)? {
             return Err(Error::ClientSession {
                 name: "SessionRolesMismatchError",
                 message: "the new token's roles differ from the session's".into(),
@@ -219,10 +217,7 @@ impl Shared {
     /// keeps everything.
     fn forget_other_identity(&self, engine: &mut SyncEngine, claims: &Map<String, Json>) -> Result<()> {
         let Some(previous) = engine.token().map(decode).transpose()? else { return Ok(()) };
-        let roles_of = |claims: &Map<String, Json>| {
-            self.db.session_from_claims(Json::Object(claims.clone())).map(|s| s.roles().to_vec())
-        };
-        if previous.get("sub") == claims.get("sub") && roles_of(&previous)? == roles_of(claims)? {
+        if previous.get("sub") == claims.get("sub") && self.roles_of(&previous)? == self.roles_of(claims)? {
             return Ok(());
         }
         engine.disconnect();
@@ -237,6 +232,11 @@ impl Shared {
             engine.report(ClientEvent::WriteRejected { tx_id, error });
         }
         Ok(())
+    }
+
+    /// The roles the schema gives these claims.
+    fn roles_of(&self, claims: &Map<String, Json>) -> Result<Vec<crate::permissions::SessionRole>> {
+        Ok(self.db.session_from_claims(Json::Object(claims.clone()))?.roles().to_vec())
     }
 
     /// When to ask for a new token: a second before `exp`, at least a second from now; never

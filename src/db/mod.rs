@@ -553,6 +553,17 @@ impl Database {
         crate::query::Executor::new(store.backend(), schema.as_deref()).metered(limits).root_rows(&prepared)
     }
 
+    /// The database's own metadata under `key` (the sync client's checkpoints), read without
+    /// a write transaction.
+    pub(crate) fn read_meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.read(|tx| tx.read_meta(key))
+    }
+
+    /// Every metadata entry under `prefix`, in key order, read without a write transaction.
+    pub(crate) fn scan_meta(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        self.read(|tx| tx.scan_meta(prefix))
+    }
+
     /// Runs a read without opening a write transaction.
     fn read<R>(&self, work: impl FnOnce(&mut Transaction) -> Result<R>) -> Result<R> {
         self.read_as(None, work)
