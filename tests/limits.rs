@@ -219,6 +219,28 @@ fn a_client_that_never_reads_is_closed_once_it_owes_too_much() {
 }
 
 #[test]
+fn a_first_answer_larger_than_the_backlog_limit_is_refused_and_the_connection_stays() {
+    // Closing for the backlog would make the client reconnect, ask again and be closed again.
+    let server = server_with(Limits { max_pending_output_bytes: 16 * 1024, ..Limits::default() });
+    let writer = Client::connect(&server, &user_token("alice", LATER));
+    writer.take();
+    let todos: Vec<Json> = (0..100)
+        .map(|i| {
+            let id = format!("big-{i}");
+            json!([id, {"id": id, "text": "x".repeat(400), "owner": "alice"}])
+        })
+        .collect();
+    writer.write(Json::Array(todos), json!([]));
+    let reader = Client::connect(&server, &user_token("alice", LATER));
+    reader.take();
+    reader.send("CONNECT_QUERY", json!({"id": "all", "params": {"collectionName": "todos"}}));
+    assert_eq!(query_error(&reader)["name"], "LimitExceededError");
+    assert!(!reader.connection.is_closed(), "the connection stays for queries that fit");
+    let small = reader.subscribe("one", json!({"collectionName": "todos", "where": [["id", "=", "big-1"]]}));
+    assert_eq!(sets(&small, "todos"), ["big-1"]);
+}
+
+#[test]
 fn serve_takes_limits_from_the_environment_and_flags() {
     let dir = tempfile::tempdir().unwrap();
     let serve = |args: &[&str]| {

@@ -601,6 +601,19 @@ impl Connection {
                 }
             }
         }
+        let limit = self.server.limits.max_pending_output_bytes;
+        if answer_exceeds(&snapshot, &known, limit) {
+            // Closing for the backlog would not help: the client would reconnect, ask again
+            // and be closed again. The query is refused instead; the connection stays.
+            self.subscriptions.lock().remove(id);
+            let mut state = self.state.lock();
+            if state.queries.get(id).is_some_and(|q| q.generation == generation) {
+                state.queries.remove(id);
+            }
+            let message =
+                format!("the query's first answer is larger than the {limit} bytes a connection may owe its client");
+            return Err(Error::LimitExceeded(message));
+        }
         {
             let mut state = self.state.lock();
             let state = &mut *state;
@@ -714,6 +727,21 @@ impl Connection {
         state.phase = Phase::Closed;
         state.queries.clear();
     }
+}
+
+/// Whether a query's first answer alone (what `known` does not cover) is more than `limit`
+/// bytes, counted as [`Entities`] counts what is owed.
+fn answer_exceeds(snapshot: &Snapshot, known: &BTreeSet<Arc<str>>, limit: usize) -> bool {
+    let mut owed = 0usize;
+    for (key, doc) in &snapshot.0 {
+        if !known.contains(key) {
+            owed += key.len() + crate::query::json_size(doc);
+            if owed > limit {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 fn not_ready() -> WireError {
