@@ -85,6 +85,7 @@ fn limits() -> Limits {
 fn user_token(sub: &str) -> String {
     let claims = json!({"sub": sub, "exp": LATER});
     let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+    triplite::install_token_crypto();
     jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).expect("a token")
 }
 
@@ -207,7 +208,10 @@ fuzz_target!(|data: &[u8]| {
 
     // The watcher is still served: closed only when it let its own backlog grow (then it
     // reconnects, as the close tells it to), and a new query gets its data or a typed error.
+    // Every commit's update reaches the queries first (on the live thread), so none arrives
+    // between this drain and the new query to close the watcher then.
     now += 1000;
+    server.database().flush_subscriptions();
     watcher.drain(now);
     if let Some(close) = &watcher.closed_as {
         assert_eq!(close, "BACKLOG_LIMIT", "the fuzzed connection's frames closed the other connection");
