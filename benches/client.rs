@@ -43,6 +43,7 @@ fn schema_json() -> Json {
 fn user_token() -> String {
     let claims = json!({"sub": "alice", "exp": 4_000_000_000u64});
     let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+    triplite::install_token_crypto();
     jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
 }
 

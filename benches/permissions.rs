@@ -62,6 +62,7 @@ fn permissions(c: &mut Criterion) {
         .auth(AuthConfig { external_jwt_secret: Some(fixture("rsa_public.pem")), ..AuthConfig::default() })
         .open_in_memory()
         .unwrap();
+    triplite::install_token_crypto();
     let rs_token = jsonwebtoken::encode(
         &Header::new(Algorithm::RS256),
         &claims,
@@ -72,6 +73,7 @@ fn permissions(c: &mut Criterion) {
         .auth(AuthConfig { external_jwt_secret: Some(fixture("ed25519_public.pem")), ..AuthConfig::default() })
         .open_in_memory()
         .unwrap();
+    triplite::install_token_crypto();
     let ed_token = jsonwebtoken::encode(
         &Header::new(Algorithm::EdDSA),
         &claims,

@@ -33,6 +33,7 @@ const QUERY: &str =
 
 fn token(sub: &str) -> String {
     let claims = json!({"sub": sub, "exp": 4_000_000_000u64});
+    triplite::install_token_crypto();
     jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &claims,

@@ -24,7 +24,7 @@ pub mod store;
 pub mod sync;
 pub mod value;
 
-pub use auth::{AuthConfig, DevTokenKind, VerifiedToken, mint_dev_token};
+pub use auth::{AuthConfig, DevTokenKind, VerifiedToken, install_token_crypto, mint_dev_token};
 pub use db::{Database, DatabaseBuilder, Session, Transaction};
 pub use error::{Error, Result};
 pub use live::{LiveResult, ResultChange, Subscription};

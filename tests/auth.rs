@@ -30,6 +30,7 @@ fn now() -> i64 {
 fn sign(alg: Algorithm, kid: Option<&str>, claims: &Json, key: &EncodingKey) -> String {
     let mut header = Header::new(alg);
     header.kid = kid.map(str::to_owned);
+    triplite::install_token_crypto();
     jsonwebtoken::encode(&header, claims, key).unwrap()
 }
 
@@ -98,6 +99,29 @@ fn every_key_form_and_algorithm_accepts_a_good_token() {
     assert!(db.verify_token(&sign(Algorithm::RS256, Some("rsa-1"), &user("a"), &rsa_private())).is_ok());
     assert!(db.verify_token(&sign(Algorithm::ES256, Some("ec-1"), &user("a"), &ec)).is_ok());
     assert!(db.verify_token(&sign(Algorithm::EdDSA, Some("ed-1"), &user("a"), &ed)).is_ok());
+}
+
+#[test]
+fn tokens_signed_by_another_implementation_verify() {
+    let tokens: Json = serde_json::from_str(&fixture("node-signed-tokens.json")).unwrap();
+    let keys = [
+        ("RS256", "rsa_public.pem"),
+        ("RS512", "rsa_public.pem"),
+        ("PS256", "rsa_public.pem"),
+        ("ES256", "ec_p256_public.pem"),
+        ("EdDSA", "ed25519_public.pem"),
+    ];
+    for (alg, key) in keys {
+        let token = tokens[alg].as_str().unwrap();
+        let verified = external(fixture(key)).verify_token(token).unwrap_or_else(|e| panic!("{alg}: {e}"));
+        assert_eq!(verified.claims["sub"], "node-signed", "{alg}");
+        // One flipped bit in the signature and it is refused.
+        let (body, signature) = token.rsplit_once('.').unwrap();
+        let mut bytes = URL_SAFE_NO_PAD.decode(signature).unwrap();
+        bytes[7] ^= 1;
+        let bent = format!("{body}.{}", URL_SAFE_NO_PAD.encode(bytes));
+        assert_eq!(refused(&external(fixture(key)), &bent), AuthErrorKind::InvalidSignature, "{alg}");
+    }
 }
 
 fn jwk_set(files: &[&str]) -> Json {

@@ -54,6 +54,7 @@ fn token(recipe: &Json, identities: &Map<String, Json>) -> String {
         }
         other => panic!("unknown key {other}"),
     };
+    triplite::install_token_crypto();
     jsonwebtoken::encode(&Header::new(algorithm), &claims, &key).unwrap()
 }
 

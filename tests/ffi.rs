@@ -194,6 +194,7 @@ fn c_programs_pass_linked_statically_and_dynamically() {
 /// An HS256 user token for the C client scenario's server (`jwt_secret` "c-client-secret").
 fn c_client_token(sub: &str, exp: i64) -> String {
     let key = jsonwebtoken::EncodingKey::from_secret(b"c-client-secret");
+    triplite::install_token_crypto();
     jsonwebtoken::encode(&jsonwebtoken::Header::default(), &serde_json::json!({"sub": sub, "exp": exp}), &key).unwrap()
 }
 

@@ -53,6 +53,7 @@ fn claims_at_the_claims_path_never_make_a_service_token() {
     // An external token (verified with JWT_SECRET, as none other is set) whose nested claims
     // say it is a service token.
     let claims = json!({"sub": "mallory", "exp": LATER, "app": {"claims": {"sub": "mallory", "x-triplit-token-type": "secret"}}});
+    triplite::install_token_crypto();
     let forged = jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &claims,

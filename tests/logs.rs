@@ -26,6 +26,7 @@ fn schema() -> Json {
 fn token(sub: &str) -> String {
     let claims = json!({"sub": sub, "exp": 4_000_000_000i64});
     let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+    triplite::install_token_crypto();
     jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
 }
 

@@ -6,9 +6,11 @@
 //! with `EXTERNAL_JWT_SECRET`, or `JWT_SECRET` when none is set. The type only picks the key: a
 //! token claiming to be a service token must still be signed with `JWT_SECRET`.
 
+mod crypto;
 mod error;
 mod keys;
 
+pub use crypto::install as install_token_crypto;
 pub use error::AuthErrorKind;
 
 use base64::Engine;
@@ -142,6 +144,7 @@ impl Verifier {
             validation.set_issuer(&[issuer]);
             validation.required_spec_claims.insert("iss".into());
         }
+        crypto::install();
         let data =
             jsonwebtoken::decode::<Map<String, Json>>(token, &key.key, &validation).map_err(verification_error)?;
         let mut claims = data.claims;
@@ -228,6 +231,7 @@ pub fn mint_dev_token(jwt_secret: &str, kind: DevTokenKind, project_id: &str) ->
         DevTokenKind::Secret => "secret",
     };
     let claims = json!({TOKEN_TYPE_CLAIM: kind, "x-triplit-project-id": project_id});
+    crypto::install();
     jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(jwt_secret.as_bytes()))
         .map_err(|e| auth_error(Kind::BadKeyConfiguration, format!("signing failed: {e}")))
 }

@@ -57,6 +57,7 @@ pub fn server() -> SyncServer {
 /// An HS256 user token (Triplit treats it as external, verified with JWT_SECRET).
 pub fn user_token(sub: &str, exp: i64) -> String {
     let claims = json!({"sub": sub, "exp": exp});
+    triplite::install_token_crypto();
     jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &claims,

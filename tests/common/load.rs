@@ -42,6 +42,7 @@ pub fn start_server(dir: &std::path::Path, extra: &[&str]) -> ServeProcess {
 pub fn user_token(sub: &str) -> String {
     let claims = json!({"sub": sub, "exp": 4_000_000_000u64});
     let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+    triplite::install_token_crypto();
     jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
 }
 
