@@ -4,7 +4,7 @@
 //! outbox, registers queries, and decides when to connect, reconnect, ping and refresh the
 //! token. The transport (`super::transport`) only moves bytes and keeps time.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde_json::{Value as Json, json};
 
@@ -13,7 +13,7 @@ use super::events::{ClientEvent, ConnectionStatus};
 use super::outbox::Outbox;
 use crate::db::{Database, Session, Transaction};
 use crate::error::Result;
-use crate::query::Query;
+use crate::query::{Include, Query};
 use crate::store::Timestamp;
 use crate::sync::protocol::{Checkpoint, ClientMessage, Outgoing, ServerMessage, WireError, changes_frame};
 
@@ -463,16 +463,18 @@ impl SyncEngine {
         if !self.was_ever_fulfilled(id)? {
             return Ok(None);
         }
-        let collection = remote.query.collection.clone();
-        let ids: Vec<String> = self
-            .db
-            .fetch(&remote.query)?
-            .iter()
-            .filter_map(|doc| doc.get("id").and_then(Json::as_str))
-            .filter(|held| !self.outbox.is_pending(&collection, held))
-            .map(str::to_owned)
+        let docs = self.db.fetch(&remote.query)?;
+        let mut held = BTreeMap::new();
+        let roots: Vec<&Json> = docs.iter().collect();
+        held_ids(self.db.schema().as_deref(), &remote.query.collection, &remote.query.include, &roots, &mut held);
+        let entity_ids = held
+            .into_iter()
+            .map(|(collection, ids)| {
+                let ids = ids.into_iter().filter(|id| !self.outbox.is_pending(&collection, id)).collect();
+                (collection, ids)
+            })
             .collect();
-        Ok(Some(Checkpoint { timestamp, entity_ids: vec![(collection, ids)] }))
+        Ok(Some(Checkpoint { timestamp, entity_ids }))
     }
 
     fn apply_entity_data(
@@ -604,6 +606,47 @@ pub fn query_id(query: &Query) -> String {
         .bytes()
         .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3));
     format!("{hash:016x}")
+}
+
+/// The ids of `docs` (of `collection`) and of the related entities their `include`s hold, by
+/// collection: what a resuming query tells the server it has, so that an included entity
+/// deleted or no longer readable meanwhile is reported too, not only a root one.
+fn held_ids(
+    schema: Option<&crate::Schema>,
+    collection: &str,
+    include: &BTreeMap<String, Include>,
+    docs: &[&Json],
+    held: &mut BTreeMap<String, BTreeSet<String>>,
+) {
+    for doc in docs {
+        if let Some(id) = doc.get("id").and_then(Json::as_str) {
+            held.entry(collection.to_owned()).or_default().insert(id.to_owned());
+        }
+    }
+    for (alias, include) in include {
+        let (related, nested) = match include {
+            Include::Relation { relation, extension } => {
+                let Some(target) = schema
+                    .and_then(|s| s.collection(collection).ok())
+                    .and_then(|c| c.relationships.get(relation))
+                    .map(|r| r.collection.clone())
+                else {
+                    continue;
+                };
+                (target, extension.as_ref().map(|e| &e.include))
+            }
+            Include::Subquery { query, .. } => (query.collection.clone(), Some(&query.include)),
+        };
+        let related_docs: Vec<&Json> = docs
+            .iter()
+            .flat_map(|doc| match doc.get(alias) {
+                Some(Json::Array(items)) => items.iter().collect(),
+                Some(one @ Json::Object(_)) => vec![one],
+                _ => Vec::new(),
+            })
+            .collect();
+        held_ids(schema, &related, nested.unwrap_or(&BTreeMap::new()), &related_docs, held);
+    }
 }
 
 #[cfg(test)]
@@ -873,6 +916,47 @@ mod tests {
         }
         engine.remove_query_user(&id);
         assert!(matches!(&sent(&mut engine)[..], [ClientMessage::DisconnectQuery { .. }]));
+    }
+
+    #[test]
+    fn a_resuming_query_names_the_included_entities_it_holds_too() {
+        // The server reports an included project deleted meanwhile only if it is named.
+        let schema = crate::Schema::from_json(&json!({"collections": {
+            "todos": {"schema": {"type": "record", "properties": {"id": {"type": "string"}, "project_id": {"type": "string"}}},
+                      "relationships": {"project": {"cardinality": "one",
+                          "query": {"collectionName": "projects", "where": [["id", "=", "$1.project_id"]]}}}},
+            "projects": {"schema": {"type": "record", "properties": {"id": {"type": "string"}}}}
+        }}))
+        .unwrap();
+        let db = Database::builder().schema(schema).open_in_memory().unwrap();
+        let mut engine = SyncEngine::new(db, EngineOptions::default()).unwrap();
+        engine.set_server_url(Some("http://127.0.0.1:1".into()));
+        engine.set_token(Some("token".into()));
+        engine.connect();
+        let query = Query::from_json(&json!({"collectionName": "todos", "include": {"project": null}})).unwrap();
+        let id = query_id(&query);
+        engine.add_query_user(&id, &query).unwrap();
+        ready(&mut engine);
+        sent(&mut engine);
+        let changes = crate::Changes::from_json(&json!({
+            "todos": {"sets": [["t1", {"id": "t1", "project_id": "p1"}], ["t2", {"id": "t2", "project_id": "p1"}]]},
+            "projects": {"sets": [["p1", {"id": "p1"}]]}
+        }))
+        .unwrap();
+        let data = ServerMessage::EntityData { changes, timestamp: Timestamp::new(9, 0, "s"), for_queries: vec![id] };
+        engine.received(&data.to_frame(), NOW).unwrap();
+        engine.closed(None, NOW);
+        ready_after(&mut engine, NOW + 1000);
+        match &sent(&mut engine)[..] {
+            [ClientMessage::ConnectQuery { state: Some(state), .. }] => {
+                let expected = vec![
+                    ("projects".to_owned(), vec!["p1".to_owned()]),
+                    ("todos".to_owned(), vec!["t1".to_owned(), "t2".to_owned()]),
+                ];
+                assert_eq!(state.entity_ids, expected);
+            }
+            other => panic!("expected a resuming CONNECT_QUERY, got {other:?}"),
+        }
     }
 
     #[test]
