@@ -51,9 +51,10 @@ pub(super) fn run_io(shared: Arc<Shared>, mut poll: Poll) {
         if socket.is_none()
             && let Some(url) = shared.with_engine(|engine| engine.dial(now))
         {
-            match Socket::dial(&url) {
+            match Socket::dial(&url, &shared.trust) {
                 Ok(mut opened) => match opened.register(poll.registry(), SOCKET) {
                     Ok(()) if shared.with_engine(|engine| engine.opened(now_ms())) => {
+                        *shared.last_error.lock() = None;
                         socket = Some(opened);
                         // The upgrade's reply may have carried the first frames already.
                         read(&shared, &poll, &mut socket);
@@ -92,11 +93,13 @@ pub(super) fn run_io(shared: Arc<Shared>, mut poll: Poll) {
 
 fn dial_failed(shared: &Shared, error: &dyn std::fmt::Display) {
     tracing::debug!(%error, "the sync client could not connect");
+    *shared.last_error.lock() = Some(error.to_string());
     shared.with_engine(|engine| engine.closed(None, now_ms()));
 }
 
 fn lost(shared: &Shared, poll: &Poll, socket: &mut Option<Socket>, error: &dyn std::fmt::Display) {
     tracing::debug!(%error, "the sync connection was lost");
+    *shared.last_error.lock() = Some(error.to_string());
     if let Some(gone) = socket.take() {
         gone.deregister(poll.registry());
     }

@@ -51,6 +51,7 @@ pub use events::{ClientEvent, ConnectionStatus};
 pub use outbox::PendingTransaction;
 
 use self::io::Job;
+use self::transport::Trust;
 use crate::db::{Database, Session, Transaction};
 use crate::error::{Error, Result};
 use crate::live::{LiveResult, ResultChange, Subscription};
@@ -69,11 +70,15 @@ pub struct ClientOptions {
     pub path: Option<PathBuf>,
     /// Connect at once when there is a token (default: yes; `None` reads as yes).
     pub auto_connect: Option<bool>,
+    /// PEM certificates of the only authorities trusted for `https://` servers (a private
+    /// CA); `None` trusts Mozilla's, as a browser does.
+    pub ca_certificates: Option<String>,
     pub engine: EngineOptions,
 }
 
 impl ClientOptions {
-    /// Reads `{"serverUrl", "token", "schema", "path" (":memory:" or a file), "autoConnect"}`.
+    /// Reads `{"serverUrl", "token", "schema", "path" (":memory:" or a file), "autoConnect",
+    /// "caCertificates" (PEM)}`.
     pub fn from_json(json: &Json) -> Result<ClientOptions> {
         let object = json.as_object().ok_or_else(|| Error::invalid_json("options", "expected an object"))?;
         let text = |key: &str| -> Result<Option<String>> {
@@ -99,6 +104,7 @@ impl ClientOptions {
             schema,
             path,
             auto_connect,
+            ca_certificates: text("caCertificates")?,
             engine: EngineOptions::default(),
         })
     }
@@ -162,6 +168,9 @@ pub struct ClientStatus {
     pub connection: ConnectionStatus,
     pub pending_transactions: usize,
     pub client_id: Option<String>,
+    /// Why the last attempt to connect failed, or the last connection was lost (a refused
+    /// certificate, an unreachable host…), until a connection opens.
+    pub last_error: Option<String>,
 }
 
 impl ClientStatus {
@@ -170,6 +179,7 @@ impl ClientStatus {
             "connection": self.connection.as_str(),
             "pendingTransactions": self.pending_transactions,
             "clientId": self.client_id,
+            "lastError": self.last_error,
         })
     }
 }
@@ -202,6 +212,9 @@ pub(crate) struct Shared {
     /// The refresh handler had no token, so the connection was closed until it gives one.
     paused_for_refresh: AtomicBool,
     http: ureq::Agent,
+    trust: Trust,
+    /// Why the last attempt to connect failed or the last connection was lost (for status).
+    last_error: Mutex<Option<String>>,
 }
 
 /// Every key the client keeps in the local database's metadata (outbox, confirmed documents,
@@ -212,6 +225,10 @@ impl Client {
     /// Opens the local database and starts syncing (when there is a token and a server URL
     /// and `auto_connect` is not false).
     pub fn open(options: ClientOptions) -> Result<Client> {
+        let trust = match &options.ca_certificates {
+            Some(pem) => Trust::from_pem(pem)?,
+            None => Trust::mozilla(),
+        };
         let mut builder = Database::builder();
         if let Some(schema) = options.schema.clone() {
             builder = builder.schema(schema);
@@ -225,7 +242,11 @@ impl Client {
         let poll = mio::Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), io::WAKER)?;
         let (jobs, job_queue) = crossbeam_channel::unbounded();
-        let http = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(30))).build().into();
+        let http = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(30)))
+            .tls_config(ureq::tls::TlsConfig::builder().root_certs(trust.http.clone()).build())
+            .build()
+            .into();
         let shared = Arc::new(Shared {
             db,
             engine: Mutex::new(engine),
@@ -239,6 +260,8 @@ impl Client {
             refresh: Mutex::new(None),
             paused_for_refresh: AtomicBool::new(false),
             http,
+            trust,
+            last_error: Mutex::new(None),
         });
         let io = {
             let shared = shared.clone();
@@ -362,10 +385,12 @@ impl Client {
     }
 
     pub fn status(&self) -> ClientStatus {
+        let last_error = self.shared.last_error.lock().clone();
         self.shared.with_engine(|engine| ClientStatus {
             connection: engine.status(),
             pending_transactions: engine.pending_transactions(),
             client_id: engine.client_id().map(str::to_owned),
+            last_error,
         })
     }
 

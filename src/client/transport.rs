@@ -36,8 +36,8 @@ pub struct Socket {
 }
 
 impl Socket {
-    /// Opens a WebSocket to `url` (`ws://` or `wss://`).
-    pub fn dial(url: &str) -> Result<Socket> {
+    /// Opens a WebSocket to `url` (`ws://`, or `wss://` trusting `trust`).
+    pub fn dial(url: &str, trust: &Trust) -> Result<Socket> {
         let network = |what: &str, e: &dyn std::fmt::Display| Error::Network(format!("{what}: {e}"));
         let uri: tungstenite::http::Uri = url.parse().map_err(|e| network("bad server URL", &e))?;
         let tls = uri.scheme_str() == Some("wss");
@@ -62,7 +62,7 @@ impl Socket {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(DIAL_TIMEOUT))?;
         stream.set_write_timeout(Some(DIAL_TIMEOUT))?;
-        let connector = if tls { Connector::Rustls(tls_config()) } else { Connector::Plain };
+        let connector = if tls { Connector::Rustls(trust.tls.clone()) } else { Connector::Plain };
         let config = tungstenite::protocol::WebSocketConfig::default()
             .max_message_size(Some(MAX_FRAME_BYTES))
             .max_frame_size(Some(MAX_FRAME_BYTES));
@@ -149,19 +149,54 @@ fn socket_error(error: tungstenite::Error) -> Error {
     Error::Network(format!("the sync socket failed: {error}"))
 }
 
-/// One TLS configuration per process: ring, and Mozilla's root certificates.
-fn tls_config() -> Arc<rustls::ClientConfig> {
-    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the default protocol versions")
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            Arc::new(config)
-        })
-        .clone()
+/// The certificate authorities a client trusts for `wss://` and `https://`: Mozilla's (as a
+/// browser), or only those of a private deployment.
+#[derive(Clone)]
+pub struct Trust {
+    pub(super) tls: Arc<rustls::ClientConfig>,
+    pub(super) http: ureq::tls::RootCerts,
+}
+
+impl Trust {
+    /// Mozilla's root certificates; one configuration for every client of the process.
+    pub fn mozilla() -> Trust {
+        static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+        let tls = CONFIG
+            .get_or_init(|| tls_config(rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() }))
+            .clone();
+        Trust { tls, http: ureq::tls::RootCerts::WebPki }
+    }
+
+    /// Only the authorities in `pem` (one or more `BEGIN CERTIFICATE` blocks): a server whose
+    /// certificate does not chain to one of them is refused, whoever else signed it.
+    pub fn from_pem(pem: &str) -> Result<Trust> {
+        let bad = |why: String| Error::invalid_json("options.caCertificates", why);
+        let mut certificates = Vec::new();
+        for item in ureq::tls::parse_pem(pem.as_bytes()) {
+            match item.map_err(|e| bad(format!("not PEM: {e}")))? {
+                ureq::tls::PemItem::Certificate(certificate) => certificates.push(certificate),
+                _ => return Err(bad("only certificates belong here (a private key was given)".into())),
+            }
+        }
+        if certificates.is_empty() {
+            return Err(bad("no BEGIN CERTIFICATE block".into()));
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        for certificate in &certificates {
+            let der = rustls::pki_types::CertificateDer::from(certificate.der().to_vec());
+            roots.add(der).map_err(|e| bad(format!("not a usable CA certificate: {e}")))?;
+        }
+        Ok(Trust { tls: tls_config(roots), http: ureq::tls::RootCerts::new_with_certs(&certificates) })
+    }
+}
+
+/// TLS with ring, the safe default protocol versions, and `roots`.
+fn tls_config(roots: rustls::RootCertStore) -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
 }
