@@ -91,6 +91,13 @@ typedef void (*triplite_result_callback)(void *user_data, const char *result_jso
  */
 typedef void (*triplite_destroy_callback)(void *user_data);
 
+/**
+ * Returns a fresh token for the session, or NULL for none (then the client stops using the
+ * expiring token and asks again in a few seconds). The library copies the string at once: it
+ * stays the caller's and need only live until the function is called again.
+ */
+typedef const char *(*triplite_token_callback)(void *user_data);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -111,8 +118,10 @@ void triplite_string_free(char *text);
 /**
  * Opens a client: a local database (`"path"`: a SQLite file, or `":memory:"`, the default)
  * with the app's `"schema"`, syncing with `"serverUrl"` (`http(s)://host[:port]`) as
- * `"token"`. With a token it connects at once unless `"autoConnect"` is false. The client
- * runs two threads of its own: one for the socket, one for callbacks.
+ * `"token"`. With a token it connects at once unless `"autoConnect"` is false. `https://`
+ * servers are trusted through Mozilla's authorities, or only those of `"caCertificates"`
+ * (PEM) when given. The client runs two threads of its own: one for the socket, one for
+ * callbacks.
  *
  * # Safety
  * `options_json` NULL or NUL-terminated; `out_client` writable; `out_err` NULL or writable.
@@ -272,6 +281,26 @@ triplite_status triplite_client_start_session(const triplite_client *client,
                                               char **out_err);
 
 /**
+ * `triplite_client_start_session` with Triplit's refresh handler: `refresh` is called a
+ * second before each token's `exp`, on the client's delivery thread, and its token replaces
+ * the session's while the socket stays open (as `triplite_client_update_session_token`).
+ * One exception to "never the caller's thread": when `token` has expired already, `refresh`
+ * is called once before this returns, so the session starts with a live token. `destroy`
+ * runs once when the handler is replaced, the session ends, or the client closes.
+ *
+ * # Safety
+ * `client` is NULL or live; `token` NUL-terminated; `refresh` and `destroy` NULL or
+ * functions that may be called from any thread with `user_data`; `out_err` NULL or writable.
+ */
+triplite_status triplite_client_start_session_with_refresh(const triplite_client *client,
+                                                           const char *token,
+                                                           bool connect,
+                                                           triplite_token_callback refresh,
+                                                           void *user_data,
+                                                           triplite_destroy_callback destroy,
+                                                           char **out_err);
+
+/**
  * Triplit 1.x's `endSession`: disconnects and forgets the token; local data stays.
  *
  * # Safety
@@ -311,7 +340,9 @@ triplite_status triplite_client_on_event(const triplite_client *client,
                                          char **out_err);
 
 /**
- * `{"connection": "OPEN", "pendingTransactions": 0, "clientId": "..." | null}`.
+ * `{"connection": "OPEN", "pendingTransactions": 0, "clientId": "..." | null, "lastError":
+ * "..." | null}` (`lastError`: why the last attempt to connect failed or the last connection
+ * was lost, until one opens).
  *
  * # Safety
  * `client` is NULL or live; `out_json` writable; `out_err` NULL or writable.

@@ -116,6 +116,7 @@ fn the_shared_library_exports_every_declared_function() {
         "triplite_client_disconnect",
         "triplite_client_reset",
         "triplite_client_start_session",
+        "triplite_client_start_session_with_refresh",
         "triplite_client_end_session",
         "triplite_client_update_session_token",
         "triplite_client_on_event",

@@ -48,8 +48,10 @@ fn committed_json(key: &str, committed: Committed<Json>) -> Json {
 
 /// Opens a client: a local database (`"path"`: a SQLite file, or `":memory:"`, the default)
 /// with the app's `"schema"`, syncing with `"serverUrl"` (`http(s)://host[:port]`) as
-/// `"token"`. With a token it connects at once unless `"autoConnect"` is false. The client
-/// runs two threads of its own: one for the socket, one for callbacks.
+/// `"token"`. With a token it connects at once unless `"autoConnect"` is false. `https://`
+/// servers are trusted through Mozilla's authorities, or only those of `"caCertificates"`
+/// (PEM) when given. The client runs two threads of its own: one for the socket, one for
+/// callbacks.
 ///
 /// # Safety
 /// `options_json` NULL or NUL-terminated; `out_client` writable; `out_err` NULL or writable.
@@ -320,6 +322,40 @@ pub unsafe extern "C" fn triplite_client_start_session(
     })
 }
 
+/// Returns a fresh token for the session, or NULL for none (then the client stops using the
+/// expiring token and asks again in a few seconds). The library copies the string at once: it
+/// stays the caller's and need only live until the function is called again.
+pub type triplite_token_callback = Option<unsafe extern "C" fn(user_data: *mut c_void) -> *const c_char>;
+
+/// `triplite_client_start_session` with Triplit's refresh handler: `refresh` is called a
+/// second before each token's `exp`, on the client's delivery thread, and its token replaces
+/// the session's while the socket stays open (as `triplite_client_update_session_token`).
+/// One exception to "never the caller's thread": when `token` has expired already, `refresh`
+/// is called once before this returns, so the session starts with a live token. `destroy`
+/// runs once when the handler is replaced, the session ends, or the client closes.
+///
+/// # Safety
+/// `client` is NULL or live; `token` NUL-terminated; `refresh` and `destroy` NULL or
+/// functions that may be called from any thread with `user_data`; `out_err` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn triplite_client_start_session_with_refresh(
+    client: *const triplite_client,
+    token: *const c_char,
+    connect: bool,
+    refresh: triplite_token_callback,
+    user_data: *mut c_void,
+    destroy: triplite_destroy_callback,
+    out_err: *mut *mut c_char,
+) -> triplite_status {
+    guard(out_err, || {
+        let handler = Foreign::new(refresh, user_data, destroy, "refresh")?;
+        // SAFETY (both blocks): the pointers follow the documented contract.
+        let client = unsafe { borrow(client) }?;
+        let token = unsafe { text(token, "token") }?;
+        Ok(client.start_session(token, connect, Some(Box::new(move || handler.token())))?)
+    })
+}
+
 /// Triplit 1.x's `endSession`: disconnects and forgets the token; local data stays.
 ///
 /// # Safety
@@ -380,7 +416,9 @@ pub unsafe extern "C" fn triplite_client_on_event(
     })
 }
 
-/// `{"connection": "OPEN", "pendingTransactions": 0, "clientId": "..." | null}`.
+/// `{"connection": "OPEN", "pendingTransactions": 0, "clientId": "..." | null, "lastError":
+/// "..." | null}` (`lastError`: why the last attempt to connect failed or the last connection
+/// was lost, until one opens).
 ///
 /// # Safety
 /// `client` is NULL or live; `out_json` writable; `out_err` NULL or writable.

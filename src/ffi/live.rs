@@ -36,43 +36,71 @@ pub type triplite_result_callback = Option<unsafe extern "C" fn(user_data: *mut 
 /// Called once with `user_data` when no callback will be made any more.
 pub type triplite_destroy_callback = Option<unsafe extern "C" fn(user_data: *mut c_void)>;
 
-/// The caller's (function, user data, destructor) triple.
-pub(super) struct Foreign {
-    on_result: unsafe extern "C" fn(*mut c_void, *const c_char),
+/// The caller's (function, user data, destructor) triple; `F` is the function's type.
+pub(super) struct Foreign<F = unsafe extern "C" fn(*mut c_void, *const c_char)> {
+    function: F,
+    data: UserData,
+}
+
+/// The caller's user data, and the destructor that runs once when no call will be made.
+struct UserData {
     user_data: *mut c_void,
     destroy: triplite_destroy_callback,
 }
 
-impl Foreign {
-    /// Takes ownership of a triple: `destroy` runs once, even when `on_result` is NULL (a
+impl<F: Copy> Foreign<F> {
+    /// Takes ownership of a triple: `destroy` runs once, even when `function` is NULL (a
     /// misuse, reported).
     pub(super) fn new(
-        on_result: triplite_result_callback,
+        function: Option<F>,
         user_data: *mut c_void,
         destroy: triplite_destroy_callback,
         name: &str,
-    ) -> Result<Foreign, Failure> {
-        match on_result {
-            Some(on_result) => Ok(Foreign { on_result, user_data, destroy }),
+    ) -> Result<Foreign<F>, Failure> {
+        let data = UserData { user_data, destroy };
+        match function {
+            Some(function) => Ok(Foreign { function, data }),
             None => {
-                drop(Foreign { on_result: noop, user_data, destroy });
+                drop(data);
                 Err(Failure::misuse(format!("`{name}` is NULL")))
             }
         }
     }
+}
 
+impl Foreign {
     /// Calls the function with JSON valid during the call; a panic stays on this side.
     pub(super) fn call(&self, json: &Json) {
         let text = CString::new(json.to_string()).expect("JSON has no NUL");
         // SAFETY: the caller's function with its own user data and a string valid for the call.
-        let _ = catch_unwind(AssertUnwindSafe(|| unsafe { (self.on_result)(self.user_data, text.as_ptr()) }));
+        let _ = catch_unwind(AssertUnwindSafe(|| unsafe { (self.function)(self.data.user_data, text.as_ptr()) }));
+    }
+}
+
+/// A token refresh handler's function (see `triplite_client_start_session_with_refresh`).
+#[cfg(feature = "client")]
+pub(super) type TokenFunction = unsafe extern "C" fn(*mut c_void) -> *const c_char;
+
+#[cfg(feature = "client")]
+impl Foreign<TokenFunction> {
+    /// Asks the function for a token, copied at once (the string stays the caller's); NULL,
+    /// text that is not UTF-8, or a panic is no token.
+    pub(super) fn token(&self) -> Option<String> {
+        // SAFETY: the caller's function with its own user data; what it returns is NULL or a
+        // NUL-terminated string valid until its next call, as the header requires.
+        catch_unwind(AssertUnwindSafe(|| unsafe {
+            let token = (self.function)(self.data.user_data);
+            (!token.is_null()).then(|| std::ffi::CStr::from_ptr(token).to_str().ok().map(str::to_owned)).flatten()
+        }))
+        .ok()
+        .flatten()
     }
 }
 
 // SAFETY: the header requires user data that may be used from the delivery thread.
-unsafe impl Send for Foreign {}
+unsafe impl<F: Send> Send for Foreign<F> {}
 
-impl Drop for Foreign {
+impl Drop for UserData {
     fn drop(&mut self) {
         if let Some(destroy) = self.destroy {
             // SAFETY: the caller's destructor, called once with its own user data.
@@ -123,8 +151,6 @@ pub(super) unsafe fn subscribe_with(
     let live = start(query, foreign)?;
     unsafe { put_handle(out_sub, triplite_subscription::new(live), "out_sub") }
 }
-
-unsafe extern "C" fn noop(_: *mut c_void, _: *const c_char) {}
 
 /// Subscribes to a query: `on_result` receives its result, then a new one after commits that
 /// change it. Callbacks run one at a time on the database's delivery thread (never the

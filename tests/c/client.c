@@ -54,6 +54,20 @@ static void on_destroy(void *user_data) {
 }
 
 
+/* A refresh handler: counts its calls (in `results`) and hands out the token it holds. */
+typedef struct {
+  seen_t seen;
+  const char *token;
+} refresher_t;
+
+static const char *refresh(void *user_data) {
+  refresher_t *refresher = user_data;
+  pthread_mutex_lock(&refresher->seen.lock);
+  refresher->seen.results++;
+  pthread_mutex_unlock(&refresher->seen.lock);
+  return refresher->token;
+}
+
 /* Waits (up to 30 s: valgrind is slow) until `*field` reaches `at_least`. */
 static int wait_for(seen_t *seen, int *field, int at_least) {
   for (int i = 0; i < 3000; i++) {
@@ -199,6 +213,21 @@ int main(void) {
   EXPECT(TRIPLITE_AUTH, "SessionRolesMismatchError", triplite_client_update_session_token(a, "eyJhbGciOiJIUzI1NiJ9.eyJmb28iOiJiYXIifQ.x", &err));
   EXPECT(TRIPLITE_OK, NULL, triplite_client_end_session(a, &err));
   EXPECT(TRIPLITE_AUTH, "NoActiveSessionError", triplite_client_update_session_token(a, alice, &err));
+  pthread_mutex_lock(&seen_a.lock);
+  CHECK(seen_a.session_errors == 1);
+  pthread_mutex_unlock(&seen_a.lock);
+
+  /* A refresh handler: an expired token is refreshed before the session starts, so it opens
+     with no session error; the handler's destroy runs once when the session ends. */
+  refresher_t refresher = {{PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0, 0, 0}, alice};
+  int opened = seen_a.open;
+  EXPECT(TRIPLITE_MISUSE, "refresh", triplite_client_start_session_with_refresh(a, expired, true, NULL, &refresher.seen, on_destroy, &err));
+  CHECK(refresher.seen.destroyed == 1); /* a refused handler's user data is released too */
+  EXPECT(TRIPLITE_OK, NULL, triplite_client_start_session_with_refresh(a, expired, true, refresh, &refresher, on_destroy, &err));
+  CHECK(refresher.seen.results == 1);
+  CHECK(wait_for(&seen_a, &seen_a.open, opened + 1));
+  EXPECT(TRIPLITE_OK, NULL, triplite_client_end_session(a, &err));
+  CHECK(refresher.seen.destroyed == 2);
   pthread_mutex_lock(&seen_a.lock);
   CHECK(seen_a.session_errors == 1);
   pthread_mutex_unlock(&seen_a.lock);
