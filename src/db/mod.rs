@@ -191,7 +191,7 @@ impl DatabaseBuilder {
                     String::from_utf8(bytes).map_err(|_| Error::Corrupt("stored client id is not UTF-8".into()))?
                 }
                 None => {
-                    let id = nanoid::nanoid!();
+                    let id = crate::schema::nanoid();
                     backend.begin()?;
                     backend.write_meta(META_CLIENT_ID, id.as_bytes())?;
                     backend.commit()?;

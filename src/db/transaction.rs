@@ -501,7 +501,7 @@ fn schemaless_insert(collection: &str, fields: &Map<String, Json>) -> Result<Doc
     let mut encoded = fields.clone();
     match encoded.get("id") {
         None | Some(Json::Null) => {
-            encoded.insert("id".into(), Json::String(nanoid::nanoid!()));
+            encoded.insert("id".into(), Json::String(crate::schema::nanoid()));
         }
         Some(Json::String(_)) => {}
         Some(other) => {

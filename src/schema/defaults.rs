@@ -53,7 +53,7 @@ impl DefaultValue {
         match self {
             DefaultValue::Literal(value) => value.clone(),
             DefaultValue::Now => Json::String(Date::now().to_iso_string()),
-            DefaultValue::Nanoid => Json::String(nanoid::nanoid!()),
+            DefaultValue::Nanoid => Json::String(nanoid()),
             DefaultValue::Uuidv4 { .. } => Json::String(uuid::Uuid::new_v4().to_string()),
             DefaultValue::Uuidv7 => Json::String(uuid::Uuid::now_v7().to_string()),
             DefaultValue::EmptySet => Json::Array(Vec::new()),
@@ -75,9 +75,35 @@ impl DefaultValue {
     }
 }
 
+/// A 21-character nanoid over the URL-safe alphabet, as Triplit's `nanoid` default. Its random
+/// bytes come from the thread's CSPRNG (rand's `ThreadRng`: ChaCha12, reseeded from the OS),
+/// not from an RNG seeded from the OS for each id, which costs a system call per insert.
+pub(crate) fn nanoid() -> String {
+    nanoid::format(
+        |size| {
+            let mut bytes = vec![0u8; size];
+            rand::Rng::fill(&mut rand::rng(), &mut bytes[..]);
+            bytes
+        },
+        &nanoid::alphabet::SAFE,
+        21,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nanoids_are_21_url_safe_characters_and_do_not_repeat() {
+        let ids: std::collections::HashSet<String> = (0..10_000).map(|_| nanoid()).collect();
+        assert_eq!(ids.len(), 10_000);
+        let safe = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+        assert!(ids.iter().all(|id| id.chars().count() == 21 && id.chars().all(safe)));
+        // Every character of the alphabet turns up: the bytes are not stuck.
+        let seen: std::collections::HashSet<char> = ids.iter().flat_map(|id| id.chars()).collect();
+        assert_eq!(seen.len(), 64);
+    }
 
     #[test]
     fn generators_produce_the_documented_shapes() {

@@ -13,6 +13,7 @@ pub use compat::{SchemaChange, SchemaChangeCode, SchemaIssue};
 pub use defaults::DefaultValue;
 pub use types::{DataType, TypeOptions};
 
+pub(crate) use defaults::nanoid;
 pub(crate) use types::{Site, describe_json, encode_record};
 
 use std::collections::BTreeMap;
@@ -221,7 +222,7 @@ impl Collection {
     pub(crate) fn encode_insert(&self, name: &str, doc: &Map<String, Json>) -> Result<Map<String, Json>> {
         let mut encoded = encode_record(&self.attributes, doc, &Site::root(name))?;
         if !encoded.get("id").is_some_and(Json::is_string) {
-            encoded.insert("id".into(), Json::String(nanoid::nanoid!()));
+            encoded.insert("id".into(), Json::String(nanoid()));
         }
         Ok(encoded)
     }
