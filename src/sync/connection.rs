@@ -139,7 +139,7 @@ impl Entities {
     }
 
     fn stage(&mut self, key: Arc<str>, doc: Arc<Json>) {
-        self.pending_bytes += key.len() + json_size(&doc);
+        self.pending_bytes += owed_bytes(&key, &doc);
         if let Some(replaced) = self.pending_sets.insert(key, doc) {
             self.pending_bytes = self.pending_bytes.saturating_sub(json_size(&replaced));
         }
@@ -147,7 +147,7 @@ impl Entities {
 
     fn unstage(&mut self, key: &Arc<str>) {
         if let Some(removed) = self.pending_sets.remove(key) {
-            self.pending_bytes = self.pending_bytes.saturating_sub(key.len() + json_size(&removed));
+            self.pending_bytes = self.pending_bytes.saturating_sub(owed_bytes(key, &removed));
         }
     }
 
@@ -180,6 +180,12 @@ impl Entities {
         let queries = std::mem::take(&mut self.for_queries).into_iter().collect();
         (changes, queries)
     }
+}
+
+/// What one entity sent to a client counts against its backlog: its key and the memory its
+/// document takes.
+pub(crate) fn owed_bytes(key: &str, doc: &Json) -> usize {
+    key.len() + json_size(doc)
 }
 
 /// Reassembles `CHUNK` messages. Pieces are kept as they arrive (never a slot per declared

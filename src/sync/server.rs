@@ -10,7 +10,7 @@ use std::sync::{Arc, Weak};
 use parking_lot::Mutex;
 use serde_json::{Value as Json, json};
 
-use super::connection::{ChunkLimits, Chunks, Entities, QueryEntities};
+use super::connection::{ChunkLimits, Chunks, Entities, QueryEntities, owed_bytes};
 use super::limits::Limits;
 use super::protocol::{
     Checkpoint, ClientMessage, CloseType, FrameError, Outgoing, ServerMessage, WireError, close_frames, error_frame,
@@ -730,12 +730,12 @@ impl Connection {
 }
 
 /// Whether a query's first answer alone (what `known` does not cover) is more than `limit`
-/// bytes, counted as [`Entities`] counts what is owed.
+/// bytes, counted as [`Entities`] counts what is owed ([`owed_bytes`]).
 fn answer_exceeds(snapshot: &Snapshot, known: &BTreeSet<Arc<str>>, limit: usize) -> bool {
     let mut owed = 0usize;
     for (key, doc) in &snapshot.0 {
         if !known.contains(key) {
-            owed += key.len() + crate::query::json_size(doc);
+            owed += owed_bytes(key, doc);
             if owed > limit {
                 return true;
             }
