@@ -153,17 +153,17 @@ fn transactions_commit_all_or_nothing() {
 fn lww_two_writers_same_and_different_attributes() {
     for backend in backends() {
         let db = backend.open(Some(todo_schema()));
-        db.apply_changes(&changes(json!({"todos": {"sets": {"t": {"id": "t", "text": "base", "completed": false, "priority": "low", "created_at": "2024-01-01T00:00:00.000Z", "tags": {}}}}})), &ts(10, "a"))
+        db.apply_changes(changes(json!({"todos": {"sets": {"t": {"id": "t", "text": "base", "completed": false, "priority": "low", "created_at": "2024-01-01T00:00:00.000Z", "tags": {}}}}})), &ts(10, "a"))
             .unwrap();
         // Different attributes never conflict.
-        db.apply_changes(&changes(json!({"todos": {"sets": {"t": {"text": "from a"}}}})), &ts(20, "a")).unwrap();
-        db.apply_changes(&changes(json!({"todos": {"sets": {"t": {"completed": true}}}})), &ts(21, "b")).unwrap();
+        db.apply_changes(changes(json!({"todos": {"sets": {"t": {"text": "from a"}}}})), &ts(20, "a")).unwrap();
+        db.apply_changes(changes(json!({"todos": {"sets": {"t": {"completed": true}}}})), &ts(21, "b")).unwrap();
         // Same attribute: the later timestamp wins even when it arrives first.
-        db.apply_changes(&changes(json!({"todos": {"sets": {"t": {"priority": "high"}}}})), &ts(40, "b")).unwrap();
-        db.apply_changes(&changes(json!({"todos": {"sets": {"t": {"priority": "low"}}}})), &ts(30, "a")).unwrap();
+        db.apply_changes(changes(json!({"todos": {"sets": {"t": {"priority": "high"}}}})), &ts(40, "b")).unwrap();
+        db.apply_changes(changes(json!({"todos": {"sets": {"t": {"priority": "low"}}}})), &ts(30, "a")).unwrap();
         // Equal physical time: the client id breaks the tie.
-        db.apply_changes(&changes(json!({"todos": {"sets": {"t": {"text": "z wins"}}}})), &ts(50, "z")).unwrap();
-        db.apply_changes(&changes(json!({"todos": {"sets": {"t": {"text": "a loses"}}}})), &ts(50, "a")).unwrap();
+        db.apply_changes(changes(json!({"todos": {"sets": {"t": {"text": "z wins"}}}})), &ts(50, "z")).unwrap();
+        db.apply_changes(changes(json!({"todos": {"sets": {"t": {"text": "a loses"}}}})), &ts(50, "a")).unwrap();
         let t = get(&db, "t").unwrap();
         assert_eq!(
             (&t["text"], &t["completed"], &t["priority"]),
@@ -179,13 +179,13 @@ fn sets_merge_per_element_in_any_order() {
     for backend in backends() {
         let db = backend.open(Some(todo_schema()));
         let base = json!({"todos": {"sets": {"t": {"id": "t", "text": "x", "completed": false, "priority": "low", "created_at": "2024-01-01T00:00:00.000Z", "tags": {"a": true}}}}});
-        db.apply_changes(&changes(base), &ts(1, "a")).unwrap();
+        db.apply_changes(changes(base), &ts(1, "a")).unwrap();
         // Concurrent add of b (writer a) and remove of a + add of c (writer b), arriving out of order.
-        db.apply_changes(&changes(json!({"todos": {"sets": {"t": {"tags": {"a": false, "c": true}}}}})), &ts(3, "b"))
+        db.apply_changes(changes(json!({"todos": {"sets": {"t": {"tags": {"a": false, "c": true}}}}})), &ts(3, "b"))
             .unwrap();
-        db.apply_changes(&changes(json!({"todos": {"sets": {"t": {"tags": {"b": true}}}}})), &ts(2, "a")).unwrap();
+        db.apply_changes(changes(json!({"todos": {"sets": {"t": {"tags": {"b": true}}}}})), &ts(2, "a")).unwrap();
         // A stale re-add of a loses to the newer removal.
-        db.apply_changes(&changes(json!({"todos": {"sets": {"t": {"tags": {"a": true}}}}})), &ts(2, "c")).unwrap();
+        db.apply_changes(changes(json!({"todos": {"sets": {"t": {"tags": {"a": true}}}}})), &ts(2, "c")).unwrap();
         assert_eq!(get(&db, "t").unwrap()["tags"], json!(["b", "c"]), "{}", backend.name);
     }
 }
@@ -199,25 +199,25 @@ fn delete_against_concurrent_update_and_reinsert() {
                 json!({"todos": {"sets": {"t": {"id": "t", "text": text, "completed": false, "priority": "low", "created_at": "2024-01-01T00:00:00.000Z", "tags": {}}}}}),
             )
         };
-        db.apply_changes(&insert("v1"), &ts(1, "a")).unwrap();
-        db.apply_changes(&changes(json!({"todos": {"deletes": ["t"]}})), &ts(5, "b")).unwrap();
+        db.apply_changes(insert("v1"), &ts(1, "a")).unwrap();
+        db.apply_changes(changes(json!({"todos": {"deletes": ["t"]}})), &ts(5, "b")).unwrap();
         // An update stamped before the delete but arriving after it: erased by the delete.
-        db.apply_changes(&changes(json!({"todos": {"sets": {"t": {"text": "early"}}}})), &ts(3, "a")).unwrap();
+        db.apply_changes(changes(json!({"todos": {"sets": {"t": {"text": "early"}}}})), &ts(3, "a")).unwrap();
         assert!(get(&db, "t").is_none(), "{}", backend.name);
         // An update after the delete: the entity does not exist, so the update is dropped.
-        db.apply_changes(&changes(json!({"todos": {"sets": {"t": {"text": "late", "owner": "ghost"}}}})), &ts(6, "a"))
+        db.apply_changes(changes(json!({"todos": {"sets": {"t": {"text": "late", "owner": "ghost"}}}})), &ts(6, "a"))
             .unwrap();
         assert!(get(&db, "t").is_none(), "{}: an update of a deleted entity is dropped", backend.name);
         // Re-inserting re-creates it fresh: nothing of the old life or of the dropped update.
-        db.apply_changes(&insert("v2"), &ts(7, "c")).unwrap();
+        db.apply_changes(insert("v2"), &ts(7, "c")).unwrap();
         let t = get(&db, "t").unwrap();
         assert_eq!(t["text"], json!("v2"), "{}", backend.name);
         assert!(t.get("owner").is_none(), "{}: the dropped update stays dropped", backend.name);
         // A delete stamped before the re-insert but arriving late does not remove it.
-        db.apply_changes(&changes(json!({"todos": {"deletes": ["t"]}})), &ts(6, "z")).unwrap();
+        db.apply_changes(changes(json!({"todos": {"deletes": ["t"]}})), &ts(6, "z")).unwrap();
         assert!(get(&db, "t").is_some(), "{}", backend.name);
         // Deletes apply before sets in one batch: delete + insert of the same id re-creates.
-        db.apply_changes(&changes(json!({"todos": {"deletes": ["t"], "sets": {"t": {"id": "t", "text": "v3", "completed": false, "priority": "low", "created_at": "2024-01-01T00:00:00.000Z", "tags": {}}}}})), &ts(9, "a")).unwrap();
+        db.apply_changes(changes(json!({"todos": {"deletes": ["t"], "sets": {"t": {"id": "t", "text": "v3", "completed": false, "priority": "low", "created_at": "2024-01-01T00:00:00.000Z", "tags": {}}}}})), &ts(9, "a")).unwrap();
         assert_eq!(get(&db, "t").unwrap()["text"], json!("v3"), "{}", backend.name);
     }
 }
@@ -264,8 +264,8 @@ fn merge_path_validates_encoded_changes() {
 fn server_stamps_client_changes_with_its_own_clock() {
     for backend in backends() {
         let db = backend.open(Some(todo_schema()));
-        let t1 = db.commit_changes(&changes(json!({"todos": {"sets": {"t": {"id": "t", "text": "a", "completed": false, "priority": "low", "created_at": "2024-01-01T00:00:00.000Z", "tags": {}}}}}))).unwrap();
-        let t2 = db.commit_changes(&changes(json!({"todos": {"sets": {"t": {"text": "b"}}}}))).unwrap();
+        let t1 = db.commit_changes(changes(json!({"todos": {"sets": {"t": {"id": "t", "text": "a", "completed": false, "priority": "low", "created_at": "2024-01-01T00:00:00.000Z", "tags": {}}}}}))).unwrap();
+        let t2 = db.commit_changes(changes(json!({"todos": {"sets": {"t": {"text": "b"}}}}))).unwrap();
         assert!(t2 > t1 && t1.client == "test-client", "{}", backend.name);
         assert_eq!(get(&db, "t").unwrap()["text"], json!("b"));
     }
@@ -295,13 +295,13 @@ fn sqlite_database_survives_reopening_with_schema_and_clock() {
     let first_ts = {
         let db = Database::builder().schema(todo_schema()).open(&path).unwrap();
         db.insert("todos", json!({"id": "t", "text": "persisted", "tags": ["x"]})).unwrap();
-        db.commit_changes(&Changes::default()).unwrap()
+        db.commit_changes(Changes::default()).unwrap()
     };
     // Reopen without a schema: the stored schema, client id and clock come back.
     let db = Database::open(&path).unwrap();
     assert!(db.schema().is_some());
     assert_eq!(db.fetch_by_id("todos", "t").unwrap().unwrap()["tags"], json!(["x"]));
-    let next = db.commit_changes(&Changes::default()).unwrap();
+    let next = db.commit_changes(Changes::default()).unwrap();
     assert!(next > first_ts, "the clock never goes back across reopening: {first_ts} then {next}");
     assert_eq!(next.client, first_ts.client, "the client id is stable");
 }

@@ -15,7 +15,7 @@ use serde_json::{Map, Value as Json, json};
 
 use crate::db::{Database, Transaction, Written};
 use crate::error::{Error, Result};
-use crate::store::{Changes, Document};
+use crate::store::{Changes, Document, SharedDoc};
 
 /// Outbox rows: `client.outbox.<sequence, zero-padded>` → `{"txId", "changes"}`.
 const PENDING_PREFIX: &str = "client.outbox.";
@@ -106,11 +106,11 @@ impl Outbox {
                 continue;
             }
             if !self.is_pending(&collection, &id) {
-                write_confirmed(tx, &collection, &id, before.as_ref())?;
+                write_confirmed(tx, &collection, &id, before.as_deref())?;
             }
             match (before, after) {
                 (_, None) => changes.delete(&collection, &id),
-                (None, Some(doc)) => changes.set(&collection, &id, doc),
+                (None, Some(doc)) => changes.set(&collection, &id, doc.into_doc()),
                 (Some(old), Some(new)) => changes.set(&collection, &id, diff(&old, &new)),
             }
         }
@@ -191,7 +191,7 @@ impl Outbox {
             direct.collections.insert(collection, batch);
         }
         if !direct.is_empty() {
-            tx.commit_changes(&direct)?;
+            tx.commit_changes(direct)?;
         }
         Ok(())
     }
@@ -262,7 +262,7 @@ fn write_confirmed(tx: &mut Transaction, collection: &str, id: &str, doc: Option
 fn read_confirmed(tx: &mut Transaction, collection: &str, id: &str) -> Result<Option<Document>> {
     let Some(bytes) = tx.read_meta(&confirmed_key(collection, id))? else {
         // Not recorded (an entity a pending write left unchanged): the store holds it.
-        return tx.read_encoded(collection, id);
+        return Ok(tx.read_encoded(collection, id)?.map(SharedDoc::into_doc));
     };
     match serde_json::from_slice(&bytes) {
         Ok(Json::Object(doc)) => Ok(Some(doc)),
@@ -279,13 +279,13 @@ fn delete_confirmed(tx: &mut Transaction, collection: &str, id: &str) -> Result<
 fn rewrite(tx: &mut Transaction, collection: &str, id: &str, doc: Option<&Document>) -> Result<()> {
     let mut delete = Changes::default();
     delete.delete(collection, id);
-    tx.commit_changes(&delete)?;
+    tx.commit_changes(delete)?;
     if let Some(doc) = doc {
         let mut insert = Changes::default();
         let mut doc = doc.clone();
         doc.insert("id".into(), json!(id));
         insert.set(collection, id, doc);
-        tx.commit_changes(&insert)?;
+        tx.commit_changes(insert)?;
     }
     Ok(())
 }

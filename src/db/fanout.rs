@@ -60,6 +60,17 @@ impl Batch {
     }
 
     fn add(&mut self, touched: Vec<Touched>, checkpoint: Timestamp) {
+        if self.touched.is_empty() {
+            // A transaction lists an entity once: the batch's first commit needs no lookups
+            // (an initial sync is one commit of 100,000 entities).
+            self.touched = touched;
+            self.checkpoint = Some(checkpoint);
+            return;
+        }
+        if self.positions.is_empty() {
+            let first = self.touched.iter().enumerate();
+            self.positions = first.map(|(at, t)| ((t.collection.clone(), t.id.clone()), at)).collect();
+        }
         for t in touched {
             let key = (t.collection.clone(), t.id.clone());
             // An entity an earlier commit of the batch touched keeps that commit's `before`.

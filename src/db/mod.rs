@@ -8,6 +8,7 @@ pub use session::Session;
 pub use transaction::Transaction;
 pub(crate) use transaction::Written;
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -273,7 +274,7 @@ impl Database {
         let mut schema_slot = self.shared.schema.write();
         let backend = store.backend();
         let change = SchemaChange::evaluate(schema_slot.as_deref(), &schema, &mut |collection, visit| {
-            backend.scan(collection, &Access::Scan, &[], &mut |_, doc| Ok(visit(&Json::Object(doc.clone())))).map(drop)
+            backend.scan(collection, &Access::Scan, &[], &mut |_, doc| Ok(visit(doc.as_json()))).map(drop)
         })?;
         if !change.successful {
             return Err(Error::IncompatibleSchema(Box::new(change)));
@@ -415,13 +416,13 @@ impl Database {
 
     /// Merges changes stamped elsewhere (encoded form) in one transaction; see
     /// [`Transaction::apply_changes`].
-    pub fn apply_changes(&self, changes: &Changes, timestamp: &Timestamp) -> Result<()> {
+    pub fn apply_changes<'c>(&self, changes: impl Into<Cow<'c, Changes>>, timestamp: &Timestamp) -> Result<()> {
         self.transact(|tx| tx.apply_changes(changes, timestamp))
     }
 
     /// Stamps changes with this database's clock and merges them in one transaction — what a
     /// server does with a client's writes, which carry no timestamps. Returns the stamp.
-    pub fn commit_changes(&self, changes: &Changes) -> Result<Timestamp> {
+    pub fn commit_changes<'c>(&self, changes: impl Into<Cow<'c, Changes>>) -> Result<Timestamp> {
         self.transact(|tx| tx.commit_changes(changes))
     }
 
@@ -544,7 +545,7 @@ impl Database {
         access: Option<&Principal>,
         collection: &str,
         ids: &[String],
-    ) -> Result<Vec<(String, serde_json::Map<String, Json>)>> {
+    ) -> Result<Vec<(String, crate::store::SharedDoc)>> {
         let schema = self.schema();
         let query = Query::new(collection).filter("id", "in", Json::from(ids.to_vec()));
         let prepared = transaction::prepare_read(&query, schema.as_deref(), access, &Variables::new())?;

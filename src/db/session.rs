@@ -80,7 +80,10 @@ impl Session {
     /// Stamps changes (encoded form) with the database's clock and merges them in one
     /// transaction checked against the rules — what the sync server does with a client's
     /// `CHANGES`. Returns the stamp.
-    pub fn commit_changes(&self, changes: &crate::Changes) -> Result<crate::Timestamp> {
+    pub fn commit_changes<'c>(
+        &self,
+        changes: impl Into<std::borrow::Cow<'c, crate::Changes>>,
+    ) -> Result<crate::Timestamp> {
         self.transact(|tx| tx.commit_changes(changes))
     }
 

@@ -1,5 +1,6 @@
 //! Transactions: the unit of atomicity. Every write of the public API runs in one.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::permissions::{Operation, Principal};
 use crate::query::{Executor, Explain, Query, Rules, Variables, prepare};
 use crate::schema::{Collection, Schema, describe_json};
-use crate::store::{Access, Changes, Document, HybridClock, SetKind, Store, Timestamp};
+use crate::store::{Access, Changes, Document, HybridClock, SetKind, SharedDoc, Store, Timestamp};
 
 /// A set of writes that commit together or not at all; see [`crate::Database::transact`].
 ///
@@ -28,14 +29,15 @@ pub struct Transaction<'a> {
     /// of a session, and for live queries when any are open (`capture`).
     pub(super) touched: Vec<Touched>,
     pub(super) capture: bool,
-    pub(super) touched_keys: HashSet<(String, String)>,
+    /// The ids in `touched`, per collection.
+    pub(super) touched_keys: HashMap<String, HashSet<String>>,
 }
 
 /// One entity a transaction wrote, with its document before the transaction.
 pub(crate) struct Touched {
     pub collection: String,
     pub id: String,
-    pub before: Option<Document>,
+    pub before: Option<SharedDoc>,
 }
 
 /// One entity a transaction wrote: its stored (encoded) document before and after (`None`:
@@ -43,8 +45,8 @@ pub(crate) struct Touched {
 pub(crate) struct Written {
     pub collection: String,
     pub id: String,
-    pub before: Option<Document>,
-    pub after: Option<Document>,
+    pub before: Option<SharedDoc>,
+    pub after: Option<SharedDoc>,
 }
 
 /// How documents of one collection are encoded: by its schema, or schemaless.
@@ -76,7 +78,7 @@ impl<'a> Transaction<'a> {
             access,
             touched: Vec::new(),
             capture: false,
-            touched_keys: HashSet::new(),
+            touched_keys: HashMap::new(),
         }
     }
 
@@ -106,7 +108,7 @@ impl<'a> Transaction<'a> {
         let result = to_api(&shape, &encoded);
         self.remember(collection, &id)?;
         let ts = self.tick();
-        self.store.apply_set(collection, &id, &encoded, &ts, SetKind::Insert)?;
+        self.store.apply_set(collection, &id, &SharedDoc::new(encoded), &ts, SetKind::Insert)?;
         Ok(Json::Object(result))
     }
 
@@ -137,7 +139,7 @@ impl<'a> Transaction<'a> {
         };
         self.remember(collection, id)?;
         let ts = self.tick();
-        self.store.apply_set(collection, id, &encoded, &ts, SetKind::Update)
+        self.store.apply_set(collection, id, &SharedDoc::new(encoded), &ts, SetKind::Update)
     }
 
     /// Deletes an entity; deleting one that does not exist does nothing.
@@ -245,7 +247,7 @@ impl<'a> Transaction<'a> {
     }
 
     /// An entity's stored (encoded) document, without rules.
-    pub(crate) fn read_encoded(&mut self, collection: &str, id: &str) -> Result<Option<Document>> {
+    pub(crate) fn read_encoded(&mut self, collection: &str, id: &str) -> Result<Option<SharedDoc>> {
         self.store.backend().read_doc(collection, id)
     }
 
@@ -279,12 +281,29 @@ impl<'a> Transaction<'a> {
     /// Records an entity's state before this transaction first writes it, when a session's
     /// rules or live queries will need it.
     fn remember(&mut self, collection: &str, id: &str) -> Result<()> {
-        if !(self.capture || self.rules_apply()) || !self.touched_keys.insert((collection.to_owned(), id.to_owned())) {
+        if !(self.capture || self.rules_apply()) {
             return Ok(());
         }
+        let ids = match self.touched_keys.get_mut(collection) {
+            Some(ids) => ids,
+            None => self.touched_keys.entry(collection.to_owned()).or_default(),
+        };
+        if ids.contains(id) {
+            return Ok(());
+        }
+        ids.insert(id.to_owned());
         let before = self.store.backend().read_doc(collection, id)?;
         self.touched.push(Touched { collection: collection.to_owned(), id: id.to_owned(), before });
         Ok(())
+    }
+
+    /// Makes room to remember `count` more entities of a collection at once (a batch of
+    /// 100,000 would otherwise grow the lists many times over).
+    fn expect_touches(&mut self, collection: &str, count: usize) {
+        if self.capture || self.rules_apply() {
+            self.touched.reserve(count);
+            self.touched_keys.entry(collection.to_owned()).or_default().reserve(count);
+        }
     }
 
     /// Checks every write against the session's rules, after all of them are staged (so a rule
@@ -385,12 +404,13 @@ impl<'a> Transaction<'a> {
         }
         let mut changes = Changes::default();
         changes.set(collection, id, patch);
-        self.commit_changes(&changes).map(drop)
+        self.commit_changes(changes).map(drop)
     }
 
     /// Stamps changes (encoded form) with one tick of the database's clock and merges them —
-    /// what a server does with a client's writes, which carry no timestamps.
-    pub fn commit_changes(&mut self, changes: &Changes) -> Result<Timestamp> {
+    /// what a server does with a client's writes, which carry no timestamps. Changes given by
+    /// value move into the store instead of being copied.
+    pub fn commit_changes<'c>(&mut self, changes: impl Into<Cow<'c, Changes>>) -> Result<Timestamp> {
         let ts = self.tick();
         self.apply_changes(changes, &ts)?;
         Ok(ts)
@@ -398,10 +418,13 @@ impl<'a> Transaction<'a> {
 
     /// Merges changes stamped elsewhere (encoded form), as sync does: deletes first, then sets;
     /// a set with an `id` inserts or merges, one without updates — and is dropped when the
-    /// entity does not exist, so one stale change never blocks a batch.
-    pub fn apply_changes(&mut self, changes: &Changes, ts: &Timestamp) -> Result<()> {
+    /// entity does not exist, so one stale change never blocks a batch. Changes given by value
+    /// move into the store instead of being copied.
+    pub fn apply_changes<'c>(&mut self, changes: impl Into<Cow<'c, Changes>>, ts: &Timestamp) -> Result<()> {
+        let changes = changes.into().into_owned();
         let schema = self.schema();
-        for (collection, batch) in &changes.collections {
+        for (collection, batch) in changes.collections {
+            let collection = &collection;
             let shape = shape(&schema, collection)?;
             if let Shape::Typed(def) = &shape {
                 for fields in batch.sets.values() {
@@ -424,15 +447,16 @@ impl<'a> Transaction<'a> {
                     }
                 }
             }
+            self.expect_touches(collection, batch.deletes.len() + batch.sets.len());
             for id in batch.deletes.iter().chain(batch.sets.keys()).filter(|id| !hidden.contains(*id)) {
                 self.remember(collection, id)?;
             }
             for id in batch.deletes.iter().filter(|id| !hidden.contains(*id)) {
                 self.store.apply_delete(collection, id, ts)?;
             }
-            for (id, fields) in batch.sets.iter().filter(|(id, _)| !hidden.contains(*id)) {
+            for (id, fields) in batch.sets.into_iter().filter(|(id, _)| !hidden.contains(id)) {
                 let kind = match fields.get("id") {
-                    Some(Json::String(own)) if own == id => SetKind::Insert,
+                    Some(Json::String(own)) if *own == id => SetKind::Insert,
                     Some(other) => {
                         return Err(Error::TypeMismatch {
                             collection: collection.clone(),
@@ -446,16 +470,13 @@ impl<'a> Transaction<'a> {
                 // What lands must fit the schema whole, as through `insert` and `update`: an
                 // insert that creates the entity is complete, and a patch that creates a record
                 // brings all of it. (An update of a missing entity is dropped by the merge.)
-                let Shape::Typed(def) = &shape else {
-                    self.store.apply_set(collection, id, fields, ts, kind)?;
-                    continue;
+                let complete = match (&shape, self.store.backend().read_doc(collection, &id)?) {
+                    (Shape::Schemaless, _) => fields,
+                    (Shape::Typed(def), Some(current)) => def.complete_encoded_patch(collection, &current, &fields)?,
+                    (Shape::Typed(def), None) if kind == SetKind::Insert => def.complete_encoded(collection, fields)?,
+                    (Shape::Typed(_), None) => fields,
                 };
-                let complete = match self.store.backend().read_doc(collection, id)? {
-                    Some(current) => def.complete_encoded_patch(collection, &current, fields)?,
-                    None if kind == SetKind::Insert => def.complete_encoded(collection, fields)?,
-                    None => fields.clone(),
-                };
-                self.store.apply_set(collection, id, &complete, ts, kind)?;
+                self.store.apply_set(collection, &id, &SharedDoc::new(complete), ts, kind)?;
             }
         }
         self.clock.observe(ts);

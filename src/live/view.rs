@@ -20,15 +20,15 @@ use serde_json::Value as Json;
 use crate::error::Result;
 use crate::permissions::Principal;
 use crate::query::{Condition, Executor, Op, Operand, OrderValues, Prepared, Query, compare_rows, exists_in};
-use crate::store::Document;
+use crate::store::SharedDoc;
 use crate::value::sort_key;
 
 /// One entity a commit changed, as it was before the transaction and is after it.
 pub(crate) struct Change {
     pub collection: String,
     pub id: String,
-    pub before: Option<Document>,
-    pub after: Option<Document>,
+    pub before: Option<SharedDoc>,
+    pub after: Option<SharedDoc>,
 }
 
 /// A result in the order the query gives: `(id, entity in API form)`. Entities are shared
@@ -150,7 +150,7 @@ struct LiveRow {
     id: Arc<str>,
     /// Empty unless the root is simple (only then are rows placed incrementally).
     order: OrderValues,
-    doc: Document,
+    doc: SharedDoc,
     /// What the row contributes to the snapshot.
     out: Vec<(Arc<str>, Arc<Json>)>,
 }
@@ -188,6 +188,8 @@ impl View {
         let entries = self.rows.iter().flat_map(|r| r.out.iter().cloned());
         match self.output {
             Output::Results => Snapshot(entries.collect()),
+            // Rows without related entities are distinct entities already.
+            Output::Entities if self.rows.iter().all(|r| r.out.len() == 1) => Snapshot(entries.collect()),
             Output::Entities => {
                 // An entity related to several rows is shipped once.
                 let mut seen = std::collections::HashSet::new();
@@ -197,16 +199,16 @@ impl View {
     }
 
     /// What one row contributes: its result, or itself and the entities related to it.
-    fn row_output(&self, exec: &Executor, id: &str, doc: &Document) -> Result<Vec<(Arc<str>, Arc<Json>)>> {
+    fn row_output(&self, exec: &Executor, id: &str, doc: &SharedDoc) -> Result<Vec<(Arc<str>, Arc<Json>)>> {
         match self.output {
-            Output::Results => Ok(vec![(id.into(), Arc::new(exec.shape_row(&self.query, doc.clone())?))]),
+            Output::Results => Ok(vec![(id.into(), exec.shape_row(&self.query, doc.clone())?)]),
             Output::Entities => {
                 let mut related = Vec::new();
                 exec.related(&self.query, doc, &mut related)?;
                 let mut out = Vec::with_capacity(related.len() + 1);
-                out.push((entity_key(&self.query.collection, id), Arc::new(Json::Object(doc.clone()))));
+                out.push((entity_key(&self.query.collection, id), doc.as_json().clone()));
                 for (collection, (id, doc)) in related {
-                    out.push((entity_key(&collection, &id), Arc::new(Json::Object(doc))));
+                    out.push((entity_key(&collection, &id), doc.as_json().clone()));
                 }
                 Ok(out)
             }

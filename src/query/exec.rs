@@ -3,6 +3,7 @@
 
 use std::cell::Cell;
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 use serde_json::{Map, Value as Json};
 
@@ -12,7 +13,7 @@ use super::plan::{Plan, plan};
 use super::prepare::{Condition, Op, Operand, Prepared};
 use crate::error::Result;
 use crate::schema::{Cardinality, Schema};
-use crate::store::{Access, Backend, Document, Needle};
+use crate::store::{Access, Backend, Document, Needle, SharedDoc};
 use crate::value::compare_json;
 
 /// What the planner chose and what it cost, for [`crate::Database::explain`].
@@ -36,7 +37,7 @@ pub(crate) struct Executor<'a> {
     meter: Option<Meter>,
 }
 
-pub(crate) type Row = (String, Document);
+pub(crate) type Row = (String, SharedDoc);
 
 /// The values a row sorts by, one per order key (`None`: no value).
 pub(crate) type OrderValues = Vec<Option<Json>>;
@@ -73,9 +74,22 @@ impl<'a> Executor<'a> {
         Ok(self.matches(&query.filters, doc, &[])? && self.after_ok(query, doc))
     }
 
-    /// One root row in API form (selected attributes, included relations).
-    pub(crate) fn shape_row(&self, query: &Prepared, doc: Document) -> Result<Json> {
-        self.shape(query, doc, &[])
+    /// One root row in API form (selected attributes, included relations): the stored
+    /// document itself, shared, when it is all of the row and in API form already.
+    pub(crate) fn shape_row(&self, query: &Prepared, doc: SharedDoc) -> Result<Arc<Json>> {
+        if query.include.is_empty() && query.select.is_none() && self.in_api_form(&query.collection, &doc) {
+            return Ok(doc.as_json().clone());
+        }
+        self.shape(query, doc, &[]).map(Arc::new)
+    }
+
+    /// Whether a stored document reads the same in API form (no sets, nulls or numbers to
+    /// convert).
+    fn in_api_form(&self, collection: &str, doc: &Document) -> bool {
+        match self.schema.and_then(|s| s.collections().get(collection)) {
+            Some(collection) => collection.is_api_form(doc),
+            None => doc.values().all(|v| !v.is_null()),
+        }
     }
 
     /// The values a root row sorts by, for [`compare_rows`].
@@ -120,7 +134,7 @@ impl<'a> Executor<'a> {
         }
         for key in &query.order {
             let mut hop_chain = chain.clone();
-            let mut owned: Vec<Document> = Vec::new();
+            let mut owned: Vec<SharedDoc> = Vec::new();
             for hop in &key.hops {
                 let Some((id, next)) = self.rows(hop, &hop_chain, false, hop.limit)?.0.into_iter().next() else {
                     break;
@@ -128,7 +142,7 @@ impl<'a> Executor<'a> {
                 out.push((hop.collection.clone(), (id, next.clone())));
                 owned.push(next);
                 hop_chain = chain.clone();
-                hop_chain.extend(owned.iter());
+                hop_chain.extend(owned.iter().map(|doc| &**doc));
             }
         }
         Ok(())
@@ -309,7 +323,7 @@ impl<'a> Executor<'a> {
 
     /// One result in API form: selected attributes, then included relations. Takes the
     /// document by value so attributes move into the result instead of being copied.
-    fn shape(&self, query: &Prepared, doc: Document, ancestors: &[&Document]) -> Result<Json> {
+    fn shape(&self, query: &Prepared, doc: SharedDoc, ancestors: &[&Document]) -> Result<Json> {
         let mut included = Vec::with_capacity(query.include.len());
         if !query.include.is_empty() {
             let mut chain: Vec<&Document> = ancestors.to_vec();
@@ -331,7 +345,7 @@ impl<'a> Executor<'a> {
             }
         }
         let picked = match &query.select {
-            None => doc,
+            None => doc.into_doc(),
             Some(paths) => {
                 let mut out = Map::new();
                 for path in paths {

@@ -240,10 +240,7 @@ impl Collection {
                 .attributes
                 .get(key)
                 .ok_or_else(|| Error::UnknownAttribute { collection: name.to_owned(), attribute: key.clone() })?;
-            encoded.insert(
-                key.clone(),
-                ty.encode_patch(value, current.get(key), &Site { collection: name, path: key.clone() })?,
-            );
+            encoded.insert(key.clone(), ty.encode_patch(value, current.get(key), &Site::at(name, key))?);
         }
         Ok(encoded)
     }
@@ -258,7 +255,7 @@ impl Collection {
 
     /// An encoded entity a merge creates, completed: defaults filled in, required attributes
     /// checked (see [`types::complete_encoded_record`]).
-    pub(crate) fn complete_encoded(&self, name: &str, fields: &Map<String, Json>) -> Result<Map<String, Json>> {
+    pub(crate) fn complete_encoded(&self, name: &str, fields: Map<String, Json>) -> Result<Map<String, Json>> {
         types::complete_encoded_record(&self.attributes, fields, &Site::root(name))
     }
 
@@ -280,7 +277,7 @@ impl Collection {
                 .attributes
                 .get(key)
                 .ok_or_else(|| Error::UnknownAttribute { collection: name.to_owned(), attribute: key.clone() })?;
-            ty.validate_encoded(value, &Site { collection: name, path: key.clone() })?;
+            ty.validate_encoded(value, &Site::at(name, key))?;
         }
         Ok(())
     }
@@ -288,6 +285,11 @@ impl Collection {
     /// Encoded document → API form (sets as arrays, nulls left out).
     pub fn document_to_api(&self, doc: &Map<String, Json>) -> Map<String, Json> {
         self.into_api(doc.clone())
+    }
+
+    /// Whether [`Collection::into_api`] would return the document unchanged.
+    pub(crate) fn is_api_form(&self, doc: &Map<String, Json>) -> bool {
+        doc.iter().all(|(k, v)| !v.is_null() && self.attributes.get(k).is_none_or(|ty| ty.is_api_json(v)))
     }
 
     /// Like [`Collection::document_to_api`], consuming the document (no copies of the values

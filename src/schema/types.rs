@@ -40,34 +40,49 @@ pub enum DataType {
 #[derive(Debug, Clone)]
 pub(crate) struct Site<'a> {
     pub collection: &'a str,
-    pub path: String,
+    /// The attribute path as a chain of borrowed keys: the dotted text is built only for an
+    /// error (checking an entity otherwise allocated a path per attribute).
+    parent: Option<&'a Site<'a>>,
+    key: &'a str,
 }
 
 impl<'a> Site<'a> {
     pub(crate) fn root(collection: &'a str) -> Self {
-        Site { collection, path: String::new() }
+        Site { collection, parent: None, key: "" }
     }
 
-    fn child(&self, key: &str) -> Site<'a> {
-        let path = if self.path.is_empty() { key.to_owned() } else { format!("{}.{key}", self.path) };
-        Site { collection: self.collection, path }
+    /// A path inside `collection` that starts with `key` (itself dotted or empty).
+    pub(crate) fn at(collection: &'a str, key: &'a str) -> Self {
+        Site { collection, parent: None, key }
+    }
+
+    pub(crate) fn child<'b>(&'b self, key: &'b str) -> Site<'b> {
+        Site { collection: self.collection, parent: Some(self), key }
+    }
+
+    /// The dotted attribute path.
+    fn path(&self) -> String {
+        match self.parent.map(Site::path) {
+            Some(parent) if !parent.is_empty() => format!("{parent}.{}", self.key),
+            _ => self.key.to_owned(),
+        }
     }
 
     fn mismatch(&self, expected: impl Into<String>, found: &Json) -> Error {
         Error::TypeMismatch {
             collection: self.collection.to_owned(),
-            attribute: self.path.clone(),
+            attribute: self.path(),
             expected: expected.into(),
             found: describe_json(found),
         }
     }
 
     fn unknown(&self) -> Error {
-        Error::UnknownAttribute { collection: self.collection.to_owned(), attribute: self.path.clone() }
+        Error::UnknownAttribute { collection: self.collection.to_owned(), attribute: self.path() }
     }
 
     fn missing(&self) -> Error {
-        Error::MissingAttribute { collection: self.collection.to_owned(), attribute: self.path.clone() }
+        Error::MissingAttribute { collection: self.collection.to_owned(), attribute: self.path() }
     }
 }
 
@@ -197,7 +212,7 @@ impl DataType {
         };
         if let Some(DefaultValue::Literal(literal)) = &parsed.options().default {
             parsed
-                .encode(literal, &Site { collection: "", path: path.to_owned() })
+                .encode(literal, &Site::at("", path))
                 .map_err(|e| Error::invalid_schema(path, format!("default does not fit the type: {e}")))?;
         }
         if matches!(parsed.options().default, Some(DefaultValue::EmptySet)) && !matches!(parsed, DataType::Set { .. }) {
@@ -213,7 +228,7 @@ impl DataType {
 
     /// API form → encoded form (what is stored and synced), checking the value fits.
     pub fn to_encoded_json(&self, value: &Json) -> Result<Json> {
-        self.encode(value, &Site { collection: "", path: String::new() })
+        self.encode(value, &Site::root(""))
     }
 
     /// The schema JSON form, as Triplit writes it.
@@ -318,15 +333,9 @@ impl DataType {
             return if self.accepts_null() { Ok(Json::Null) } else { Err(site.mismatch(self.describe(), value)) };
         }
         match self {
-            DataType::String { allowed, .. } => match value {
-                Json::String(s) => match allowed {
-                    Some(allowed) if !allowed.iter().any(|a| a == s) => Err(site.mismatch(self.describe(), value)),
-                    _ => Ok(value.clone()),
-                },
-                _ => Err(site.mismatch(self.describe(), value)),
-            },
-            DataType::Number(_) if value.is_number() => Ok(value.clone()),
-            DataType::Boolean(_) if value.is_boolean() => Ok(value.clone()),
+            DataType::String { .. } | DataType::Number(_) | DataType::Boolean(_) if self.scalar_accepts(value) => {
+                Ok(value.clone())
+            }
             DataType::Date(_) => {
                 encode_date(value).ok_or_else(|| site.mismatch("date (ISO-8601 string or epoch milliseconds)", value))
             }
@@ -349,6 +358,15 @@ impl DataType {
             },
             DataType::Json(_) => Ok(value.clone()),
             _ => Err(site.mismatch(self.describe(), value)),
+        }
+    }
+
+    /// Whether a value is one of this scalar type's (a string type's: an allowed one).
+    fn scalar_accepts(&self, value: &Json) -> bool {
+        match (self, value) {
+            (DataType::String { allowed, .. }, Json::String(s)) => allowed.as_ref().is_none_or(|a| a.contains(s)),
+            (DataType::Number(_), Json::Number(_)) | (DataType::Boolean(_), Json::Bool(_)) => true,
+            _ => false,
         }
     }
 
@@ -387,9 +405,10 @@ impl DataType {
             return if self.accepts_null() { Ok(()) } else { Err(site.mismatch(self.describe(), value)) };
         }
         match self {
-            DataType::String { .. } | DataType::Number(_) | DataType::Boolean(_) => {
-                self.encode(value, site).map(|_| ())
-            }
+            DataType::String { .. } | DataType::Number(_) | DataType::Boolean(_) => match self.scalar_accepts(value) {
+                true => Ok(()),
+                false => Err(site.mismatch(self.describe(), value)),
+            },
             DataType::Date(_) => match value {
                 Json::String(s) if Date::parse(s).is_some() => Ok(()),
                 _ => Err(site.mismatch("date (ISO-8601 string)", value)),
@@ -449,6 +468,18 @@ impl DataType {
                     .collect(),
             ),
             (_, other) => Value::from_json(other),
+        }
+    }
+
+    /// Whether [`DataType::into_api_json`] would return the value unchanged.
+    pub(crate) fn is_api_json(&self, value: &Json) -> bool {
+        match (self, value) {
+            (DataType::Set { .. }, Json::Object(_)) => false,
+            (DataType::Record { properties, .. }, Json::Object(fields)) => {
+                fields.iter().all(|(k, v)| !v.is_null() && properties.get(k).is_none_or(|ty| ty.is_api_json(v)))
+            }
+            (DataType::Number(_), Json::Number(n)) => number_to_json(n.as_f64().unwrap_or(f64::NAN)) == *value,
+            _ => true,
         }
     }
 
@@ -596,20 +627,18 @@ fn fill_missing(properties: &BTreeMap<String, DataType>, encoded: &mut Map<Strin
 /// API. The fields themselves were validated already.
 pub(crate) fn complete_encoded_record(
     properties: &BTreeMap<String, DataType>,
-    fields: &Map<String, Json>,
+    mut fields: Map<String, Json>,
     site: &Site,
 ) -> Result<Map<String, Json>> {
-    let mut complete = fields.clone();
-    for (key, value) in fields {
+    for (key, value) in fields.iter_mut() {
         if let (Some(DataType::Record { properties: nested, .. }), Json::Object(nested_fields)) =
             (properties.get(key), value)
         {
-            let filled = complete_encoded_record(nested, nested_fields, &site.child(key))?;
-            complete.insert(key.clone(), Json::Object(filled));
+            *nested_fields = complete_encoded_record(nested, std::mem::take(nested_fields), &site.child(key))?;
         }
     }
-    fill_missing(properties, &mut complete, site)?;
-    Ok(complete)
+    fill_missing(properties, &mut fields, site)?;
+    Ok(fields)
 }
 
 /// Completes an encoded partial update against the entity's current fields: a record the
@@ -629,7 +658,7 @@ pub(crate) fn complete_encoded_patch(
         };
         let filled = match current.get(key) {
             Some(Json::Object(existing)) => complete_encoded_patch(nested, existing, fields, &site.child(key))?,
-            _ => complete_encoded_record(nested, fields, &site.child(key))?,
+            _ => complete_encoded_record(nested, fields.clone(), &site.child(key))?,
         };
         complete.insert(key.clone(), Json::Object(filled));
     }

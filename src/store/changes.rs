@@ -1,6 +1,7 @@
 //! A batch of changes in Triplit's `DBChanges` shape: per collection, the sets (whole entities
 //! for inserts, partial entities for updates, both in encoded form) and the deleted ids.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value as Json};
@@ -8,29 +9,42 @@ use serde_json::{Map, Value as Json};
 use crate::error::{Error, Result};
 use crate::schema::describe_json;
 
-/// Changes to many collections, applied together.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Changes {
-    pub collections: BTreeMap<String, CollectionChanges>,
+/// Changes to many collections, applied together. Entities are JSON objects; a sync server
+/// sends ones it shares with its live queries (`Changes<Arc<Json>>`) without copying them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Changes<E = Map<String, Json>> {
+    pub collections: BTreeMap<String, CollectionChanges<E>>,
 }
 
 /// The changes to one collection.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct CollectionChanges {
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectionChanges<E = Map<String, Json>> {
     /// Entity id → encoded entity (with `id`: insert or upsert) or partial (without: update).
-    pub sets: BTreeMap<String, Map<String, Json>>,
+    pub sets: BTreeMap<String, E>,
     /// Ids of deleted entities; applied before the sets.
     pub deletes: BTreeSet<String>,
 }
 
-impl Changes {
+impl<E> Default for Changes<E> {
+    fn default() -> Self {
+        Changes { collections: BTreeMap::new() }
+    }
+}
+
+impl<E> Default for CollectionChanges<E> {
+    fn default() -> Self {
+        CollectionChanges { sets: BTreeMap::new(), deletes: BTreeSet::new() }
+    }
+}
+
+impl<E> Changes<E> {
     /// True when nothing is changed.
     pub fn is_empty(&self) -> bool {
         self.collections.values().all(|c| c.sets.is_empty() && c.deletes.is_empty())
     }
 
     /// Adds an encoded insert or update.
-    pub fn set(&mut self, collection: &str, id: &str, fields: Map<String, Json>) {
+    pub fn set(&mut self, collection: &str, id: &str, fields: E) {
         self.collections.entry(collection.to_owned()).or_default().sets.insert(id.to_owned(), fields);
     }
 
@@ -38,7 +52,9 @@ impl Changes {
     pub fn delete(&mut self, collection: &str, id: &str) {
         self.collections.entry(collection.to_owned()).or_default().deletes.insert(id.to_owned());
     }
+}
 
+impl Changes {
     /// Parses the plain JSON form `{collection: {sets: {id: entity}, deletes: [id]}}`.
     /// `sets` may also be a list of `[id, entity]` pairs, the shape a SuperJSON map unwraps to.
     pub fn from_json(json: &Json) -> Result<Self> {
@@ -113,6 +129,70 @@ impl Changes {
     /// The plain JSON form.
     pub fn to_json(&self) -> Json {
         serde_json::to_value(self).expect("changes are JSON")
+    }
+}
+
+/// The plain JSON form read straight into changes, both `sets` shapes, without a JSON tree
+/// of the whole batch first (a sync client's initial sync is megabytes of entities).
+/// [`Changes::from_json_value`] reads the same form and explains what is wrong with a bad one.
+impl<'de> serde::Deserialize<'de> for Changes {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        struct Body {
+            #[serde(default)]
+            sets: Option<Sets>,
+            #[serde(default)]
+            deletes: Option<BTreeSet<String>>,
+        }
+        struct Sets(BTreeMap<String, Map<String, Json>>);
+        impl<'de> serde::Deserialize<'de> for Sets {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+                deserializer.deserialize_any(SetsVisitor)
+            }
+        }
+        struct SetsVisitor;
+        impl<'de> serde::de::Visitor<'de> for SetsVisitor {
+            type Value = Sets;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("{id: entity} or [[id, entity]]")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<Sets, A::Error> {
+                let mut sets = BTreeMap::new();
+                while let Some((id, fields)) = map.next_entry()? {
+                    sets.insert(id, fields);
+                }
+                Ok(Sets(sets))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut pairs: A) -> std::result::Result<Sets, A::Error> {
+                let mut sets = BTreeMap::new();
+                while let Some((id, fields)) = pairs.next_element::<(String, Map<String, Json>)>()? {
+                    sets.insert(id, fields);
+                }
+                Ok(Sets(sets))
+            }
+        }
+        let bodies = BTreeMap::<String, Body>::deserialize(deserializer)?;
+        let collections = bodies
+            .into_iter()
+            .map(|(name, body)| {
+                let sets = body.sets.map(|s| s.0).unwrap_or_default();
+                (name, CollectionChanges { sets, deletes: body.deletes.unwrap_or_default() })
+            })
+            .collect();
+        Ok(Changes { collections })
+    }
+}
+
+/// Changes a merge may take by value (moving their entities into the store) or by reference.
+impl From<Changes> for Cow<'_, Changes> {
+    fn from(changes: Changes) -> Self {
+        Cow::Owned(changes)
+    }
+}
+
+impl<'c> From<&'c Changes> for Cow<'c, Changes> {
+    fn from(changes: &'c Changes) -> Self {
+        Cow::Borrowed(changes)
     }
 }
 

@@ -6,6 +6,7 @@
 //! behave identically.
 
 mod changes;
+mod document;
 mod hlc;
 mod memory;
 mod readers;
@@ -16,18 +17,14 @@ pub use changes::{Changes, CollectionChanges};
 pub use hlc::{Clock, HybridClock, SystemClock, Timestamp};
 pub use sqlite::Durability;
 
+pub(crate) use document::{Document, SharedDoc};
 pub(crate) use memory::MemoryBackend;
 pub(crate) use readers::{Readers, Reading};
 pub(crate) use sqlite::SqliteBackend;
 pub(crate) use state::SetKind;
 
-use serde_json::{Map, Value as Json};
-
 use crate::error::Result;
 use state::EntityState;
-
-/// An encoded entity document.
-pub(crate) type Document = Map<String, Json>;
 
 /// An entity's merge state as handed to a backend.
 pub(crate) enum StateRef<'a> {
@@ -61,7 +58,7 @@ impl StateRef<'_> {
 pub(crate) struct RowWrite<'a> {
     pub state: StateRef<'a>,
     /// The visible document, or `None` for a deleted (or never created) entity.
-    pub doc: Option<&'a Document>,
+    pub doc: Option<&'a SharedDoc>,
     /// The entity's latest timestamp, for sync checkpoints.
     pub changed: &'a Timestamp,
 }
@@ -187,7 +184,7 @@ pub(crate) trait Backend: Send {
     fn end_read(&mut self) {}
 
     fn read_state(&self, collection: &str, id: &str) -> Result<Option<EntityState>>;
-    fn read_doc(&self, collection: &str, id: &str) -> Result<Option<Document>>;
+    fn read_doc(&self, collection: &str, id: &str) -> Result<Option<SharedDoc>>;
     /// Writes a row that does not exist yet; returns `false`, writing nothing, when it does.
     fn insert_row(&mut self, collection: &str, id: &str, row: &RowWrite) -> Result<bool>;
     /// Writes a row, replacing any existing one.
@@ -199,7 +196,7 @@ pub(crate) trait Backend: Send {
         collection: &str,
         access: &Access,
         needles: &[Needle],
-        visit: &mut dyn FnMut(&str, &Document) -> Result<bool>,
+        visit: &mut dyn FnMut(&str, &SharedDoc) -> Result<bool>,
     ) -> Result<usize>;
     /// Names of collections that have rows.
     fn collection_names(&self) -> Result<Vec<String>>;
@@ -231,12 +228,13 @@ impl Store {
         self.backend.as_mut()
     }
 
-    /// Merges an encoded set (insert or partial update) stamped `ts`.
+    /// Merges an encoded set (insert or partial update) stamped `ts`. A new entity's document
+    /// is `fields` itself, shared.
     pub(crate) fn apply_set(
         &mut self,
         collection: &str,
         id: &str,
-        fields: &Document,
+        fields: &SharedDoc,
         ts: &Timestamp,
         kind: SetKind,
     ) -> Result<()> {
@@ -261,7 +259,7 @@ impl Store {
     }
 
     fn write(&mut self, collection: &str, id: &str, state: &EntityState) -> Result<()> {
-        let doc = state.materialize();
+        let doc = state.materialize().map(SharedDoc::new);
         let changed = state.latest().cloned().unwrap_or_else(|| Timestamp::new(0, 0, ""));
         self.backend.write_row(
             collection,

@@ -24,7 +24,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value as Json;
 
 use super::state::EntityState;
-use super::{Access, Backend, Document, IndexRange, Needle, RowWrite};
+use super::{Access, Backend, Document, IndexRange, Needle, RowWrite, SharedDoc};
 use crate::error::{Error, Result};
 use crate::value::sort_key;
 
@@ -244,7 +244,7 @@ impl SqliteBackend {
     }
 
     fn row_params(row: &RowWrite) -> (Option<String>, Vec<u8>, Vec<u8>) {
-        let doc = row.doc.map(|d| serde_json::to_string(d).expect("documents always serialize"));
+        let doc = row.doc.map(|d| serde_json::to_string(&**d).expect("documents always serialize"));
         (doc, row.state.to_bytes(), row.changed.sort_key())
     }
 }
@@ -356,13 +356,13 @@ impl Backend for SqliteBackend {
         EntityState::from_bytes(&bytes, doc.as_ref()).map(Some)
     }
 
-    fn read_doc(&self, collection: &str, id: &str) -> Result<Option<Document>> {
+    fn read_doc(&self, collection: &str, id: &str) -> Result<Option<SharedDoc>> {
         let Some(sql) = self.existing_table(collection)? else {
             return Ok(None);
         };
         let mut stmt = self.conn.prepare_cached(&sql.select_doc)?;
         let text: Option<Option<String>> = stmt.query_row([id], |row| row.get(0)).optional()?;
-        text.flatten().map(|t| parse_doc(&t)).transpose()
+        text.flatten().map(|t| parse_doc(&t).map(SharedDoc::new)).transpose()
     }
 
     fn insert_row(&mut self, collection: &str, id: &str, row: &RowWrite) -> Result<bool> {
@@ -384,7 +384,7 @@ impl Backend for SqliteBackend {
         collection: &str,
         access: &Access,
         needles: &[Needle],
-        visit: &mut dyn FnMut(&str, &Document) -> Result<bool>,
+        visit: &mut dyn FnMut(&str, &SharedDoc) -> Result<bool>,
     ) -> Result<usize> {
         let Some(sql) = self.existing_table(collection)? else { return Ok(0) };
         let query = match access {
@@ -414,6 +414,7 @@ impl Backend for SqliteBackend {
             }
             let doc: Document =
                 serde_json::from_slice(text).map_err(|e| Error::Corrupt(format!("stored document: {e}")))?;
+            let doc = SharedDoc::new(doc);
             let id: String = row.get(0)?;
             if !visit(&id, &doc)? {
                 break;

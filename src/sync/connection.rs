@@ -57,6 +57,9 @@ impl Entities {
     ) -> bool {
         let mut changed = false;
         let mut now: HashMap<Arc<str>, Arc<Json>> = HashMap::with_capacity(next.0.len());
+        let added = next.0.len().saturating_sub(query.applied.len());
+        self.refs.reserve(added);
+        self.sent.reserve(added);
         let same = |a: &Arc<Json>, b: &Arc<Json>| Arc::ptr_eq(a, b) || a == b;
         for (key, doc) in &next.0 {
             now.insert(key.clone(), doc.clone());
@@ -162,13 +165,12 @@ impl Entities {
 
     /// Takes what is pending: the changes (naming every answered query's collection, even
     /// without a change: an empty first answer still names it) and the query ids.
-    pub(crate) fn take(&mut self) -> (Changes, Vec<String>) {
+    pub(crate) fn take(&mut self) -> (Changes<Arc<Json>>, Vec<String>) {
         let mut changes = Changes::default();
         self.pending_bytes = 0;
         for (key, doc) in std::mem::take(&mut self.pending_sets) {
             let (collection, id) = split_entity_key(&key);
-            let fields = doc.as_object().cloned().unwrap_or_default();
-            changes.set(collection, id, fields);
+            changes.set(collection, id, doc);
         }
         for key in std::mem::take(&mut self.pending_deletes) {
             let (collection, id) = split_entity_key(&key);

@@ -13,8 +13,8 @@ use serde_json::{Value as Json, json};
 use super::connection::{ChunkLimits, Chunks, Entities, QueryEntities, owed_bytes};
 use super::limits::Limits;
 use super::protocol::{
-    Checkpoint, ClientMessage, CloseType, FrameError, Outgoing, ServerMessage, WireError, close_frames, error_frame,
-    frame,
+    Checkpoint, ClientMessage, CloseType, FrameError, Outgoing, WireError, close_frames, entity_data_frame,
+    error_frame, frame,
 };
 use crate::db::{Database, Session};
 use crate::error::Error;
@@ -376,7 +376,7 @@ impl Connection {
         }
         let (changes, for_queries) = state.entities.take();
         state.last_stamp = Some(timestamp.clone());
-        out.push(Outgoing::Text(ServerMessage::EntityData { changes, timestamp, for_queries }.to_frame()));
+        out.push(Outgoing::Text(entity_data_frame(&changes, &timestamp, &for_queries)));
         Some(out)
     }
 
@@ -595,7 +595,7 @@ impl Connection {
                     let readable = db.read_encoded_as(Some(&principal), held_collection, &gone)?;
                     let mut readable: HashMap<String, _> = readable.into_iter().collect();
                     for held in gone {
-                        let doc = readable.remove(&held).map(|doc| Arc::new(Json::Object(doc)));
+                        let doc = readable.remove(&held).map(|doc| doc.as_json().clone());
                         refreshed.push((crate::live::entity_key(held_collection, &held), doc));
                     }
                 }
