@@ -55,8 +55,9 @@ impl PendingTransaction {
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
     pending: VecDeque<PendingTransaction>,
-    /// Entity → how many pending transactions write it.
-    writers: HashMap<(String, String), usize>,
+    /// Collection → entity → how many pending transactions write it (nested, so a lookup
+    /// needs no key of its own: every entity of every server message is looked up).
+    writers: HashMap<String, HashMap<String, usize>>,
     next_seq: u64,
 }
 
@@ -88,7 +89,7 @@ impl Outbox {
 
     /// Whether an entity has writes the server has not confirmed.
     pub fn is_pending(&self, collection: &str, id: &str) -> bool {
-        self.writers.contains_key(&(collection.to_owned(), id.to_owned()))
+        self.writers.get(collection).is_some_and(|ids| ids.contains_key(id))
     }
 
     /// Inside the local write's transaction: turns what it wrote into an outbox row (and keeps
@@ -132,7 +133,16 @@ impl Outbox {
     /// Takes a committed entry from [`Outbox::stage`].
     pub fn push(&mut self, entry: PendingTransaction) {
         for (collection, id) in entry.entities() {
-            *self.writers.entry((collection.to_owned(), id.to_owned())).or_default() += 1;
+            let ids = match self.writers.get_mut(collection) {
+                Some(ids) => ids,
+                None => self.writers.entry(collection.to_owned()).or_default(),
+            };
+            match ids.get_mut(id) {
+                Some(count) => *count += 1,
+                None => {
+                    ids.insert(id.to_owned(), 1);
+                }
+            }
         }
         self.next_seq = self.next_seq.max(entry.seq + 1);
         self.pending.push_back(entry);
@@ -142,13 +152,11 @@ impl Outbox {
     /// Reads already show it, so no entity is rewritten.
     pub fn acknowledge(&mut self, db: &Database, seq: u64) -> Result<Option<PendingTransaction>> {
         self.settle(db, seq, |outbox, tx, entry, collection, id| {
-            let confirmed = read_confirmed(tx, collection, id)?;
-            let confirmed = fold(confirmed, entry.change_to(collection, id));
             if outbox.writers_after(entry, collection, id) == 0 {
-                delete_confirmed(tx, collection, id)
-            } else {
-                write_confirmed(tx, collection, id, confirmed.as_ref())
+                return delete_confirmed(tx, collection, id);
             }
+            let confirmed = fold(read_confirmed(tx, collection, id)?, entry.change_to(collection, id));
+            write_confirmed(tx, collection, id, confirmed.as_ref())
         })
     }
 
@@ -220,12 +228,15 @@ impl Outbox {
         })?;
         let entry = self.pending.remove(position).expect("found above");
         for (collection, id) in entry.entities() {
-            let key = (collection.to_owned(), id.to_owned());
-            if let Some(count) = self.writers.get_mut(&key) {
+            let Some(ids) = self.writers.get_mut(collection) else { continue };
+            if let Some(count) = ids.get_mut(id) {
                 *count -= 1;
                 if *count == 0 {
-                    self.writers.remove(&key);
+                    ids.remove(id);
                 }
+            }
+            if ids.is_empty() {
+                self.writers.remove(collection);
             }
         }
         Ok(Some(entry))
@@ -233,7 +244,7 @@ impl Outbox {
 
     /// How many pending transactions other than `entry` write the entity.
     fn writers_after(&self, entry: &PendingTransaction, collection: &str, id: &str) -> usize {
-        let count = self.writers.get(&(collection.to_owned(), id.to_owned())).copied().unwrap_or(0);
+        let count = self.writers.get(collection).and_then(|ids| ids.get(id)).copied().unwrap_or(0);
         count.saturating_sub(usize::from(entry.change_to(collection, id).is_some()))
     }
 

@@ -208,6 +208,14 @@ pub enum FrameError {
 impl ClientMessage {
     /// Parses one text frame.
     pub fn parse(frame: &str) -> Result<ClientMessage, FrameError> {
+        match parse_changes(frame) {
+            Some(changes) => Ok(ClientMessage::Changes { changes }),
+            None => Self::parse_any(frame),
+        }
+    }
+
+    /// Any frame, through a JSON tree of it.
+    fn parse_any(frame: &str) -> Result<ClientMessage, FrameError> {
         let (message_type, mut payload) = envelope(frame)?;
         let changes = payload.get_mut("changes").map(Json::take);
         let (message_type, payload) = (message_type.as_str(), &payload);
@@ -304,42 +312,59 @@ impl Checkpoint {
 }
 
 /// A frame's `{type, payload}` (a missing payload reads as `{}`).
-/// An `ENTITY_DATA` in the form servers send (changes in the SuperJSON envelope) read straight
-/// into its changes: an initial sync is megabytes, and a JSON tree of all of it first cost
-/// a third of the time and memory. Anything else, or anything read differently here, is
-/// `None`, left to the general parser (which also explains what is wrong with a bad frame).
-fn parse_entity_data(frame: &str) -> Option<ServerMessage> {
-    #[derive(Deserialize)]
-    struct Frame {
-        #[serde(rename = "type")]
-        message_type: String,
-        payload: Payload,
+/// The frames that carry changes, in the form clients and servers send them (the SuperJSON
+/// envelope), are read straight into their changes: they are megabytes (an initial sync, a
+/// large transaction), and a JSON tree of all of it first cost a third of the time and
+/// memory. Anything else, or anything read differently here, is `None`, left to the general
+/// parser (which also explains what is wrong with a bad frame).
+#[derive(Deserialize)]
+struct ChangesFrame<P> {
+    #[serde(rename = "type")]
+    message_type: String,
+    payload: P,
+}
+
+/// Exactly `{json}` or `{json, meta}`: what `decode_changes` reads as an envelope too.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Enveloped {
+    json: Changes,
+    #[serde(default, rename = "meta")]
+    _meta: Option<serde::de::IgnoredAny>,
+}
+
+/// A frame of `message_type` read straight into `P` (see [`ChangesFrame`]).
+fn parse_straight<P: serde::de::DeserializeOwned>(frame: &str, message_type: &str) -> Option<P> {
+    // Cheap to rule out, and most frames are something else.
+    if !frame.contains(&format!("\"{message_type}\"")) {
+        return None;
     }
+    let parsed: ChangesFrame<P> = serde_json::from_str(frame).ok()?;
+    (parsed.message_type == message_type).then_some(parsed.payload)
+}
+
+fn parse_entity_data(frame: &str) -> Option<ServerMessage> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Payload {
-        changes: Envelope,
+        changes: Enveloped,
         timestamp: Json,
         for_queries: Vec<String>,
     }
-    // Exactly `{json}` or `{json, meta}`: what `decode_changes` reads as an envelope too.
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Envelope {
-        json: Changes,
-        #[serde(default, rename = "meta")]
-        _meta: Option<serde::de::IgnoredAny>,
-    }
-    if !frame.contains("\"ENTITY_DATA\"") {
-        return None;
-    }
-    let parsed: Frame = serde_json::from_str(frame).ok()?;
-    let timestamp = Timestamp::from_json(&parsed.payload.timestamp).ok()?;
-    (parsed.message_type == "ENTITY_DATA").then_some(ServerMessage::EntityData {
-        changes: parsed.payload.changes.json,
-        timestamp,
-        for_queries: parsed.payload.for_queries,
+    let payload: Payload = parse_straight(frame, "ENTITY_DATA")?;
+    Some(ServerMessage::EntityData {
+        changes: payload.changes.json,
+        timestamp: Timestamp::from_json(&payload.timestamp).ok()?,
+        for_queries: payload.for_queries,
     })
+}
+
+fn parse_changes(frame: &str) -> Option<Changes> {
+    #[derive(Deserialize)]
+    struct Payload {
+        changes: Enveloped,
+    }
+    parse_straight::<Payload>(frame, "CHANGES").map(|payload| payload.changes.json)
 }
 
 fn envelope(frame: &str) -> Result<(String, Json), FrameError> {
@@ -720,6 +745,31 @@ mod tests {
         }
         assert!(matches!(ServerMessage::parse(&left[0]), Ok(ServerMessage::EntityData { .. })), "plain changes");
         assert!(ServerMessage::parse(&left[2]).is_err(), "an entity must be an object");
+    }
+
+    #[test]
+    fn changes_read_straight_read_as_through_a_json_tree() {
+        let sets = r#"[["a",{"id":"a","n":2,"tags":{"x":true}}],["b",{"text":"y"}]]"#;
+        let frames = [
+            format!(
+                r#"{{"type":"CHANGES","payload":{{"changes":{{"json":{{"todos":{{"sets":{sets},"deletes":["c"]}}}},"meta":{{}}}}}}}}"#
+            ),
+            format!(r#"{{"type":"CHANGES","payload":{{"changes":{{"json":{{"todos":{{"sets":{sets}}}}}}}}}}}"#),
+        ];
+        for frame in &frames {
+            let straight = parse_changes(frame).unwrap_or_else(|| panic!("read straight: {frame}"));
+            assert_eq!(Ok(ClientMessage::Changes { changes: straight }), ClientMessage::parse_any(frame), "{frame}");
+        }
+        let left = [
+            format!(r#"{{"type":"CHANGES","payload":{{"changes":{{"todos":{{"sets":{sets}}}}}}}}}"#),
+            r#"{"type":"CHANGES","payload":{"changes":{"json":{"todos":{"deletes":[1]}}}}}"#.to_owned(),
+            r#"{"type":"CHANGES_ACK","payload":{"changes":{"json":{}}}}"#.to_owned(),
+        ];
+        for frame in &left {
+            assert!(parse_changes(frame).is_none(), "{frame}");
+        }
+        assert!(matches!(ClientMessage::parse(&left[0]), Ok(ClientMessage::Changes { .. })), "plain changes");
+        assert!(ClientMessage::parse(&left[1]).is_err(), "ids must be strings");
     }
 
     #[test]

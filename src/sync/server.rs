@@ -452,7 +452,7 @@ impl Connection {
                 match message {
                     ClientMessage::ConnectQuery { id, params, state } => self.connect_query(id, &params, state),
                     ClientMessage::DisconnectQuery { id } => self.disconnect_query(&id),
-                    ClientMessage::Changes { changes } => self.changes(&changes),
+                    ClientMessage::Changes { changes } => self.changes(changes),
                     ClientMessage::Chunk { data, total, index, id } => self.chunk(&id, index, total, data, now_ms),
                     ClientMessage::Ping { client_timestamp } => {
                         let payload = json!({"clientTimestamp": client_timestamp, "serverTimestamp": now_ms});
@@ -681,17 +681,17 @@ impl Connection {
         }
     }
 
-    fn changes(&self, changes: &crate::Changes) {
+    fn changes(&self, changes: crate::Changes) {
         let session = self.state.lock().session.clone();
+        let collections: Vec<String> = changes.collections.keys().cloned().collect();
         match session.commit_changes(changes) {
             Ok(timestamp) => self.state.lock().send("CHANGES_ACK", json!({"timestamp": timestamp.to_json()})),
             Err(e) => {
                 let error = WireError::from(&e);
                 tracing::info!(client_id = %self.client_id, error = %error.name, detail = %error.message(), "write rejected");
                 let tx_id = self.server.db.latest_timestamp().to_json().to_string();
-                let failures: Vec<Json> = changes
-                    .collections
-                    .keys()
+                let failures: Vec<Json> = collections
+                    .iter()
                     .map(|collection| json!({"txId": tx_id, "collection": collection, "error": error.to_json()}))
                     .collect();
                 self.state.lock().error(Some("CHANGES"), &error, Some(json!({"failures": failures})));
