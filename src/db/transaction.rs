@@ -281,20 +281,35 @@ impl<'a> Transaction<'a> {
     /// Records an entity's state before this transaction first writes it, when a session's
     /// rules or live queries will need it.
     fn remember(&mut self, collection: &str, id: &str) -> Result<()> {
+        if self.first_touch(collection, id) {
+            let before = self.store.backend().read_doc(collection, id)?;
+            self.touched.push(Touched { collection: collection.to_owned(), id: id.to_owned(), before });
+        }
+        Ok(())
+    }
+
+    /// [`Transaction::remember`] of an entity whose document the caller just read.
+    fn remember_read(&mut self, collection: &str, id: &str, current: &Option<SharedDoc>) {
+        if self.first_touch(collection, id) {
+            self.touched.push(Touched {
+                collection: collection.to_owned(),
+                id: id.to_owned(),
+                before: current.clone(),
+            });
+        }
+    }
+
+    /// Whether the entity is to be remembered now: rules or live queries need it, and this
+    /// transaction has not written it before.
+    fn first_touch(&mut self, collection: &str, id: &str) -> bool {
         if !(self.capture || self.rules_apply()) {
-            return Ok(());
+            return false;
         }
         let ids = match self.touched_keys.get_mut(collection) {
             Some(ids) => ids,
             None => self.touched_keys.entry(collection.to_owned()).or_default(),
         };
-        if ids.contains(id) {
-            return Ok(());
-        }
-        ids.insert(id.to_owned());
-        let before = self.store.backend().read_doc(collection, id)?;
-        self.touched.push(Touched { collection: collection.to_owned(), id: id.to_owned(), before });
-        Ok(())
+        !ids.contains(id) && ids.insert(id.to_owned())
     }
 
     /// Makes room to remember `count` more entities of a collection at once (a batch of
@@ -448,7 +463,9 @@ impl<'a> Transaction<'a> {
                 }
             }
             self.expect_touches(collection, batch.deletes.len() + batch.sets.len());
-            for id in batch.deletes.iter().chain(batch.sets.keys()).filter(|id| !hidden.contains(*id)) {
+            // Each entity is remembered as it was before the batch: a deleted one before its
+            // delete, the others as read just before their set (which nothing touched earlier).
+            for id in batch.deletes.iter().filter(|id| !hidden.contains(*id)) {
                 self.remember(collection, id)?;
             }
             for id in batch.deletes.iter().filter(|id| !hidden.contains(*id)) {
@@ -470,7 +487,9 @@ impl<'a> Transaction<'a> {
                 // What lands must fit the schema whole, as through `insert` and `update`: an
                 // insert that creates the entity is complete, and a patch that creates a record
                 // brings all of it. (An update of a missing entity is dropped by the merge.)
-                let complete = match (&shape, self.store.backend().read_doc(collection, &id)?) {
+                let current = self.store.backend().read_doc(collection, &id)?;
+                self.remember_read(collection, &id, &current);
+                let complete = match (&shape, current) {
                     (Shape::Schemaless, _) => fields,
                     (Shape::Typed(def), Some(current)) => def.complete_encoded_patch(collection, &current, &fields)?,
                     (Shape::Typed(def), None) if kind == SetKind::Insert => def.complete_encoded(collection, fields)?,

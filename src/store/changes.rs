@@ -45,12 +45,21 @@ impl<E> Changes<E> {
 
     /// Adds an encoded insert or update.
     pub fn set(&mut self, collection: &str, id: &str, fields: E) {
-        self.collections.entry(collection.to_owned()).or_default().sets.insert(id.to_owned(), fields);
+        self.collection_mut(collection).sets.insert(id.to_owned(), fields);
     }
 
     /// Adds a delete.
     pub fn delete(&mut self, collection: &str, id: &str) {
-        self.collections.entry(collection.to_owned()).or_default().deletes.insert(id.to_owned());
+        self.collection_mut(collection).deletes.insert(id.to_owned());
+    }
+
+    /// The changes to a collection, added if it has none yet (its name is copied only then:
+    /// batches add thousands of entities to one collection).
+    fn collection_mut(&mut self, collection: &str) -> &mut CollectionChanges<E> {
+        if !self.collections.contains_key(collection) {
+            self.collections.insert(collection.to_owned(), CollectionChanges::default());
+        }
+        self.collections.get_mut(collection).expect("just added")
     }
 }
 

@@ -2,6 +2,7 @@
 //! indexes as ordered sets of (sort keys, id) — the same keys the SQLite indexes use, so both
 //! backends serve the same plans.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -88,14 +89,15 @@ pub(crate) struct MemoryBackend {
 }
 
 impl MemoryBackend {
-    fn put(&mut self, collection: &str, id: &str, row: &RowWrite) {
+    /// Writes a row (only if there is none yet when `only_new`); returns whether it did.
+    fn put(&mut self, collection: &str, id: &str, row: &RowWrite, only_new: bool) -> bool {
         // The merge state carries the latest timestamp (`RowWrite::changed`) already.
         let state = match &row.state {
             StateRef::Inserted(ts) if row.doc.is_some() => RowState::Inserted(self.stamp(ts)),
             state => RowState::Full(Box::new(state.to_state(row.doc.map(|doc| &**doc)))),
         };
         let stored = Row { state, doc: row.doc.cloned() };
-        self.replace(collection, id, Some(stored));
+        self.replace(collection, id, Some(stored), only_new)
     }
 
     /// `ts`, shared with the previous row when it was written at the same time.
@@ -106,33 +108,47 @@ impl MemoryBackend {
         }
     }
 
-    /// Sets (or removes) a row, keeping the collection's indexes in step, and records what to
-    /// put back on rollback. The index keys are read from the documents where they lie.
-    fn replace(&mut self, collection: &str, id: &str, row: Option<Row>) {
+    /// Sets (or removes) a row — unless `only_new` and it exists: then returns false — keeping
+    /// the collection's indexes in step, and records what to put back on rollback. One search
+    /// of the table per write; the index keys are read from the documents where they lie.
+    fn replace(&mut self, collection: &str, id: &str, row: Option<Row>, only_new: bool) -> bool {
         if !self.tables.contains_key(collection) {
             self.tables.insert(collection.into(), BTreeMap::new());
         }
         let (name, _) = self.tables.get_key_value(collection).expect("just ensured");
         let name = name.clone();
         let table = self.tables.get_mut(collection).expect("just ensured");
-        let (id, previous) = match table.remove_entry(id) {
-            Some((key, previous)) => (key, Some(previous)),
-            None => (Arc::from(id), None),
+        let doc = row.as_ref().and_then(|r| r.doc.clone());
+        let (id, previous) = match table.entry(Arc::from(id)) {
+            Entry::Occupied(_) if only_new => return false,
+            Entry::Occupied(mut entry) => {
+                let id = entry.key().clone();
+                let previous = match row {
+                    Some(row) => entry.insert(row),
+                    None => entry.remove(),
+                };
+                (id, Some(previous))
+            }
+            Entry::Vacant(entry) => {
+                let id = entry.key().clone();
+                if let Some(row) = row {
+                    entry.insert(row);
+                }
+                (id, None)
+            }
         };
         for index in self.indexes.get_mut(collection).into_iter().flatten() {
-            if let Some(doc) = previous.as_ref().and_then(|r| r.doc.as_ref()) {
-                index.entries.remove(&(index.keys(doc), id.clone()));
+            if let Some(previous) = previous.as_ref().and_then(|r| r.doc.as_ref()) {
+                index.entries.remove(&(index.keys(previous), id.clone()));
             }
-            if let Some(doc) = row.as_ref().and_then(|r| r.doc.as_ref()) {
+            if let Some(doc) = &doc {
                 index.entries.insert((index.keys(doc), id.clone()));
             }
-        }
-        if let Some(row) = row {
-            table.insert(id.clone(), row);
         }
         if let Some(undo) = &mut self.undo {
             undo.push(Undo::Row { collection: name, id, previous });
         }
+        true
     }
 }
 
@@ -151,7 +167,9 @@ impl Backend for MemoryBackend {
         for step in self.undo.take().unwrap_or_default().into_iter().rev() {
             match step {
                 // The log is taken: putting a row back records nothing.
-                Undo::Row { collection, id, previous } => self.replace(&collection, &id, previous),
+                Undo::Row { collection, id, previous } => {
+                    self.replace(&collection, &id, previous, false);
+                }
                 Undo::Meta { key, previous } => {
                     match previous {
                         Some(value) => self.meta.insert(key, value),
@@ -175,15 +193,11 @@ impl Backend for MemoryBackend {
     }
 
     fn insert_row(&mut self, collection: &str, id: &str, row: &RowWrite) -> Result<bool> {
-        if self.tables.get(collection).is_some_and(|t| t.contains_key(id)) {
-            return Ok(false);
-        }
-        self.put(collection, id, row);
-        Ok(true)
+        Ok(self.put(collection, id, row, true))
     }
 
     fn write_row(&mut self, collection: &str, id: &str, row: &RowWrite) -> Result<()> {
-        self.put(collection, id, row);
+        self.put(collection, id, row, false);
         Ok(())
     }
 
