@@ -180,15 +180,12 @@ impl<'de> serde::Deserialize<'de> for Changes {
                 Ok(Sets(sets))
             }
         }
-        let bodies = BTreeMap::<String, Body>::deserialize(deserializer)?;
-        let collections = bodies
-            .into_iter()
-            .map(|(name, body)| {
-                let sets = body.sets.map(|s| s.0).unwrap_or_default();
-                (name, CollectionChanges { sets, deletes: body.deletes.unwrap_or_default() })
-            })
-            .collect();
-        Ok(Changes { collections })
+        let mut changes = Changes::default();
+        for (name, body) in BTreeMap::<String, Body>::deserialize(deserializer)? {
+            let sets = body.sets.map(|s| s.0).unwrap_or_default();
+            changes.collections.insert(name, CollectionChanges { sets, deletes: body.deletes.unwrap_or_default() });
+        }
+        Ok(changes)
     }
 }
 
