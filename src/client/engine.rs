@@ -4,7 +4,7 @@
 //! outbox, registers queries, and decides when to connect, reconnect, ping and refresh the
 //! token. The transport (`super::transport`) only moves bytes and keeps time.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use serde_json::{Value as Json, json};
 
@@ -13,7 +13,7 @@ use super::events::{ClientEvent, ConnectionStatus};
 use super::outbox::Outbox;
 use crate::db::{Database, Session, Transaction};
 use crate::error::Result;
-use crate::query::{Include, Query};
+use crate::query::Query;
 use crate::store::Timestamp;
 use crate::sync::protocol::{Checkpoint, ClientMessage, Outgoing, ServerMessage, WireError, changes_frame};
 
@@ -463,11 +463,10 @@ impl SyncEngine {
         if !self.was_ever_fulfilled(id)? {
             return Ok(None);
         }
-        let docs = self.db.fetch(&remote.query)?;
-        let mut held = BTreeMap::new();
-        let roots: Vec<&Json> = docs.iter().collect();
-        held_ids(self.db.schema().as_deref(), &remote.query.collection, &remote.query.include, &roots, &mut held);
-        let entity_ids = held
+        // What the server would ship for the query now, decided as the server decides it.
+        let entity_ids = self
+            .db
+            .query_entities(&remote.query)?
             .into_iter()
             .map(|(collection, ids)| {
                 let ids = ids.into_iter().filter(|id| !self.outbox.is_pending(&collection, id)).collect();
@@ -606,47 +605,6 @@ pub fn query_id(query: &Query) -> String {
         .bytes()
         .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3));
     format!("{hash:016x}")
-}
-
-/// The ids of `docs` (of `collection`) and of the related entities their `include`s hold, by
-/// collection: what a resuming query tells the server it has, so that an included entity
-/// deleted or no longer readable meanwhile is reported too, not only a root one.
-fn held_ids(
-    schema: Option<&crate::Schema>,
-    collection: &str,
-    include: &BTreeMap<String, Include>,
-    docs: &[&Json],
-    held: &mut BTreeMap<String, BTreeSet<String>>,
-) {
-    for doc in docs {
-        if let Some(id) = doc.get("id").and_then(Json::as_str) {
-            held.entry(collection.to_owned()).or_default().insert(id.to_owned());
-        }
-    }
-    for (alias, include) in include {
-        let (related, nested) = match include {
-            Include::Relation { relation, extension } => {
-                let Some(target) = schema
-                    .and_then(|s| s.collection(collection).ok())
-                    .and_then(|c| c.relationships.get(relation))
-                    .map(|r| r.collection.clone())
-                else {
-                    continue;
-                };
-                (target, extension.as_ref().map(|e| &e.include))
-            }
-            Include::Subquery { query, .. } => (query.collection.clone(), Some(&query.include)),
-        };
-        let related_docs: Vec<&Json> = docs
-            .iter()
-            .flat_map(|doc| match doc.get(alias) {
-                Some(Json::Array(items)) => items.iter().collect(),
-                Some(one @ Json::Object(_)) => vec![one],
-                _ => Vec::new(),
-            })
-            .collect();
-        held_ids(schema, &related, nested.unwrap_or(&BTreeMap::new()), &related_docs, held);
-    }
 }
 
 #[cfg(test)]
@@ -921,6 +879,15 @@ mod tests {
     #[test]
     fn a_resuming_query_names_the_included_entities_it_holds_too() {
         // The server reports an included project deleted meanwhile only if it is named.
+        let include = json!({"collectionName": "todos", "include": {"project": null}});
+        // So is a project the query's own `exists` filter matched.
+        let exists = json!({"collectionName": "todos", "where": [{"exists": {"collectionName": "projects", "where": [["id", "=", "$1.project_id"]]}}]});
+        for query in [include, exists] {
+            a_resuming_query_names(Query::from_json(&query).unwrap());
+        }
+    }
+
+    fn a_resuming_query_names(query: Query) {
         let schema = crate::Schema::from_json(&json!({"collections": {
             "todos": {"schema": {"type": "record", "properties": {"id": {"type": "string"}, "project_id": {"type": "string"}}},
                       "relationships": {"project": {"cardinality": "one",
@@ -933,7 +900,6 @@ mod tests {
         engine.set_server_url(Some("http://127.0.0.1:1".into()));
         engine.set_token(Some("token".into()));
         engine.connect();
-        let query = Query::from_json(&json!({"collectionName": "todos", "include": {"project": null}})).unwrap();
         let id = query_id(&query);
         engine.add_query_user(&id, &query).unwrap();
         ready(&mut engine);
@@ -955,7 +921,7 @@ mod tests {
                 ];
                 assert_eq!(state.entity_ids, expected);
             }
-            other => panic!("expected a resuming CONNECT_QUERY, got {other:?}"),
+            other => panic!("expected a resuming CONNECT_QUERY of {query:?}, got {other:?}"),
         }
     }
 

@@ -554,6 +554,29 @@ impl Database {
         crate::query::Executor::new(store.backend(), schema.as_deref()).metered(limits).root_rows(&prepared)
     }
 
+    /// The entities a query's results hold, by collection: its rows and what the executor
+    /// relates to them (includes, the entities its `exists` filters and relation paths match)
+    /// — what a sync server ships for the query, so what a resuming client says it has.
+    pub(crate) fn query_entities(
+        &self,
+        query: &Query,
+    ) -> Result<std::collections::BTreeMap<String, std::collections::BTreeSet<String>>> {
+        let schema = self.schema();
+        let prepared = transaction::prepare_read(query, schema.as_deref(), None, &Variables::new())?;
+        let mut store = self.shared.store.lock();
+        let exec = crate::query::Executor::new(store.backend(), schema.as_deref());
+        let mut held: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> = Default::default();
+        for (id, doc) in exec.root_rows(&prepared)? {
+            let mut related = Vec::new();
+            exec.related(&prepared, &doc, &mut related)?;
+            for (collection, (id, _)) in related {
+                held.entry(collection).or_default().insert(id);
+            }
+            held.entry(prepared.collection.clone()).or_default().insert(id);
+        }
+        Ok(held)
+    }
+
     /// The database's own metadata under `key` (the sync client's checkpoints), read without
     /// a write transaction.
     pub(crate) fn read_meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
