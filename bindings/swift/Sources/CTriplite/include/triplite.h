@@ -1,0 +1,1 @@
+../../../../../include/triplite.h
