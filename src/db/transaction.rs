@@ -302,7 +302,7 @@ impl<'a> Transaction<'a> {
     /// Whether the entity is to be remembered now: rules or live queries need it, and this
     /// transaction has not written it before.
     fn first_touch(&mut self, collection: &str, id: &str) -> bool {
-        if !(self.capture || self.rules_apply()) {
+        if !self.remembers() {
             return false;
         }
         let ids = match self.touched_keys.get_mut(collection) {
@@ -312,10 +312,16 @@ impl<'a> Transaction<'a> {
         !ids.contains(id) && ids.insert(id.to_owned())
     }
 
+    /// Whether written entities are remembered at all: a session's rules or live queries
+    /// need their state before the transaction.
+    fn remembers(&self) -> bool {
+        self.capture || self.rules_apply()
+    }
+
     /// Makes room to remember `count` more entities of a collection at once (a batch of
     /// 100,000 would otherwise grow the lists many times over).
     fn expect_touches(&mut self, collection: &str, count: usize) {
-        if self.capture || self.rules_apply() {
+        if self.remembers() {
             self.touched.reserve(count);
             self.touched_keys.entry(collection.to_owned()).or_default().reserve(count);
         }
