@@ -1,0 +1,26 @@
+# The Expo module's iOS side: TripliteModule.swift over the Swift binding (bindings/swift), whose
+# library is TripliteFFI.xcframework (bindings/swift/build-xcframework.sh). Not built here: no
+# Xcode or Swift toolchain on the machine this repository is tested on.
+Pod::Spec.new do |s|
+  s.name           = 'TripliteExpo'
+  s.version        = '0.1.0'
+  s.summary        = 'triplite for Expo: an offline-first database that syncs with a triplite or Triplit server'
+  s.license        = { :type => 'MIT OR Apache-2.0' }
+  s.author         = 'triplite'
+  s.homepage       = 'https://github.com/triplite/triplite'
+  s.platforms      = { :ios => '15.1' }
+  s.swift_version  = '5.9'
+  s.source         = { :path => '.' }
+  s.static_framework = true
+
+  s.dependency 'ExpoModulesCore'
+
+  # The Swift binding's sources and its C module, compiled into this pod.
+  s.source_files = '*.swift', '../../swift/Sources/Triplite/*.swift', '../../swift/Sources/CTriplite/**/*.{h,c}'
+  s.preserve_paths = '../../swift/Sources/CTriplite/include/module.modulemap'
+  s.vendored_frameworks = '../../swift/TripliteFFI.xcframework'
+  s.pod_target_xcconfig = {
+    'SWIFT_INCLUDE_PATHS' => '$(PODS_TARGET_SRCROOT)/../../swift/Sources/CTriplite/include',
+    'DEFINES_MODULE' => 'YES'
+  }
+end

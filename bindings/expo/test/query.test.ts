@@ -1,0 +1,54 @@
+/** The query builder writes Triplit's query JSON; `diff` finds what an updater changed. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { and, or, QueryBuilder } from '../src/index';
+import { diff } from '../src/values';
+
+const todos = () => new QueryBuilder({ collectionName: 'todos' });
+
+test('the builder writes the query JSON the C ABI reads', () => {
+  const query = todos()
+    .Where('done', '=', false)
+    .Where(['owner', '=', 'alice'], or([['a', '>', 1], ['b', '<', 2]]))
+    .Order('created', 'DESC')
+    .Order(['text', 'ASC'])
+    .Limit(10)
+    .Include('assignee')
+    .SubqueryOne('project', new QueryBuilder({ collectionName: 'projects' }).Where('id', '=', '$1.project'));
+  assert.deepEqual(JSON.parse(JSON.stringify(query)), {
+    collectionName: 'todos',
+    where: [
+      ['done', '=', false],
+      ['owner', '=', 'alice'],
+      { mod: 'or', filters: [['a', '>', 1], ['b', '<', 2]] },
+    ],
+    order: [
+      ['created', 'DESC'],
+      ['text', 'ASC'],
+    ],
+    limit: 10,
+    include: {
+      assignee: null,
+      project: { subquery: { collectionName: 'projects', where: [['id', '=', '$1.project']] }, cardinality: 'one' },
+    },
+  });
+});
+
+test('each builder call returns a new query and leaves the old one as it was', () => {
+  const base = todos().Where('a', '=', 1);
+  const narrowed = base.Where([['b', '=', 2]]).Id('x').Id('y');
+  assert.deepEqual(base.where, [['a', '=', 1]]);
+  assert.deepEqual(narrowed.where, [['a', '=', 1], ['b', '=', 2], ['id', '=', 'y']]);
+  assert.equal(todos().Where(undefined).where, undefined);
+  assert.deepEqual(todos().Where(and([['a', '=', 1]])).where, [{ mod: 'and', filters: [['a', '=', 1]] }]);
+  assert.throws(() => todos().After({ text: 'x' }), /Order first/);
+  assert.deepEqual(todos().Order('text', 'ASC').After({ text: 'x', id: 'i' }).after, [['x'], false]);
+  assert.throws(() => todos().Where('a', '='), /three arguments/);
+});
+
+test('diff writes changed attributes, removed ones as null, records by key and set changes', () => {
+  const before = { text: 'a', note: 'n', tags: new Set(['x', 'y']), meta: { a: 1, b: 2 }, due: new Date(0), same: [1, 2] };
+  const after = { text: 'b', tags: new Set(['y', 'z']), meta: { a: 1, b: 3 }, due: new Date(0), same: [1, 2] };
+  assert.deepEqual(diff(before, after), { text: 'b', note: null, tags: { z: true, x: false }, meta: { b: 3 } });
+  assert.deepEqual(diff(before, before), {});
+});
