@@ -211,8 +211,9 @@ triplite_status triplite_client_fetch(const triplite_client *client,
  * Subscribes to a query: `on_result` receives the local result at once, then again after
  * every change (local writes, the server's data), as `triplite_db_subscribe` does, with
  * `"fulfilled": true` once the server has answered (the last result is delivered again then,
- * if nothing newer is on its way). The query is registered with the server while the
- * subscription lives; the same query subscribed twice shares it. `options_json` NULL or `{}`.
+ * if nothing newer is on its way), and `"queryId"`: the id it is registered under with the
+ * server, which `query_fulfilled` and `query_failed` events name. The query is registered
+ * with the server while the subscription lives; the same query subscribed twice shares it. `options_json` NULL or `{}`.
  * Free with `triplite_subscription_free`; `destroy` as `triplite_db_subscribe`.
  *
  * # Safety

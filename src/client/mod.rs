@@ -205,7 +205,7 @@ pub(crate) struct Shared {
     stopping: AtomicBool,
     jobs: Sender<Job>,
     listeners: Mutex<Vec<Listener>>,
-    subscriptions: Mutex<HashMap<String, Vec<Weak<Mutex<SubscriptionState>>>>>,
+    subscriptions: Mutex<HashMap<String, Vec<Weak<SubscriptionCell>>>>,
     /// The session the local permission checks use (from the token's claims).
     local_session: Mutex<Option<Session>>,
     refresh: Mutex<Option<RefreshHandler>>,
@@ -360,16 +360,19 @@ impl Client {
     ) -> Result<ClientSubscription> {
         let id = query_id(query);
         let fulfilled = self.shared.with_engine(|engine| engine.is_fulfilled(&id));
-        let state = Arc::new(Mutex::new(SubscriptionState {
-            query: query.clone(),
-            callback: Box::new(callback),
-            last: None,
-            fulfilled,
-        }));
+        let state = Arc::new(SubscriptionCell {
+            closed: AtomicBool::new(false),
+            state: Mutex::new(SubscriptionState {
+                query: query.clone(),
+                callback: Box::new(callback),
+                last: None,
+                fulfilled,
+            }),
+        });
         let feed = Arc::downgrade(&state);
         let local = self.shared.db.subscribe_with(query, move |live: LiveResult| {
-            if let Some(state) = feed.upgrade() {
-                state.lock().deliver(live.results, live.change);
+            if let Some(cell) = feed.upgrade() {
+                cell.run(|state| state.deliver(live.results, live.change));
             }
         })?;
         self.shared.subscriptions.lock().entry(id.clone()).or_default().push(Arc::downgrade(&state));
@@ -454,7 +457,7 @@ impl Drop for Client {
 pub struct ClientSubscription {
     shared: Arc<Shared>,
     query_id: String,
-    state: Arc<Mutex<SubscriptionState>>,
+    state: Arc<SubscriptionCell>,
     _local: Subscription,
 }
 
@@ -476,6 +479,49 @@ impl Drop for ClientSubscription {
                 subscriptions.remove(&self.query_id);
             }
         }
+        drop(subscriptions);
+        // No callback starts after this (`fulfil` runs on the client's delivery thread, apart
+        // from the database's, and may have picked this subscription already); one under way
+        // is waited for — unless it is this thread's own, which is dropping its subscription.
+        self.state.closed.store(true, Ordering::Release);
+        if IN_CALLBACK.get() != self.state.id() {
+            drop(self.state.state.lock());
+        }
+    }
+}
+
+thread_local! {
+    /// The subscription (its [`SubscriptionCell::id`]) whose callback this thread is running.
+    static IN_CALLBACK: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// A subscription's state, and whether it ended: callbacks come from two threads (the
+/// database's results, the client's `fulfilled`), and neither may start one once it has.
+struct SubscriptionCell {
+    closed: AtomicBool,
+    state: Mutex<SubscriptionState>,
+}
+
+impl SubscriptionCell {
+    fn id(&self) -> usize {
+        self as *const Self as usize
+    }
+
+    /// `work` on the state, unless the subscription has ended, marked as this subscription's
+    /// callback on this thread.
+    fn run(&self, work: impl FnOnce(&mut SubscriptionState)) {
+        let mut state = self.state.lock();
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        struct Restore(usize);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                IN_CALLBACK.set(self.0);
+            }
+        }
+        let _restore = Restore(IN_CALLBACK.replace(self.id()));
+        work(&mut state);
     }
 }
 
@@ -562,8 +608,8 @@ impl Shared {
         }
         // Every commit so far has its results queued for the callbacks (see `fulfil`).
         self.db.flush_subscriptions();
-        for state in states {
-            state.lock().fulfil(&self.db);
+        for cell in states {
+            cell.run(|state| state.fulfil(&self.db));
         }
     }
 

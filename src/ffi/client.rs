@@ -199,8 +199,9 @@ pub unsafe extern "C" fn triplite_client_fetch(
 /// Subscribes to a query: `on_result` receives the local result at once, then again after
 /// every change (local writes, the server's data), as `triplite_db_subscribe` does, with
 /// `"fulfilled": true` once the server has answered (the last result is delivered again then,
-/// if nothing newer is on its way). The query is registered with the server while the
-/// subscription lives; the same query subscribed twice shares it. `options_json` NULL or `{}`.
+/// if nothing newer is on its way), and `"queryId"`: the id it is registered under with the
+/// server, which `query_fulfilled` and `query_failed` events name. The query is registered
+/// with the server while the subscription lives; the same query subscribed twice shares it. `options_json` NULL or `{}`.
 /// Free with `triplite_subscription_free`; `destroy` as `triplite_db_subscribe`.
 ///
 /// # Safety
@@ -225,9 +226,11 @@ pub unsafe extern "C" fn triplite_client_subscribe(
                 if let Some(key) = options.as_object().and_then(|o| o.keys().next()) {
                     return Err(Error::invalid_json("options_json", format!("unknown option `{key}`")).into());
                 }
+                let query_id = crate::client::query_id(&query);
                 let subscription = client.subscribe(&query, move |result| {
                     let mut json = result_json(&result.results, &result.change);
                     json["fulfilled"] = json!(result.fulfilled);
+                    json["queryId"] = json!(query_id);
                     foreign.call(&json);
                 })?;
                 Ok(Live::Client(subscription))

@@ -9,6 +9,8 @@ public struct LiveResult<T: Decodable>: Decodable {
     public let updated: [T]?
     /// Set by a client's subscription once the server has answered.
     public let fulfilled: Bool?
+    /// A client's subscription: the id its query is registered under (events name it).
+    public let queryId: String?
 }
 
 /// A live query. Its callback runs on the library's delivery thread, one result at a time; it
