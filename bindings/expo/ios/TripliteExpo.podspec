@@ -1,6 +1,7 @@
-# The Expo module's iOS side: TripliteModule.swift over the Swift binding (bindings/swift), whose
-# library is TripliteFFI.xcframework (bindings/swift/build-xcframework.sh). Not built here: no
-# Xcode or Swift toolchain on the machine this repository is tested on.
+# The Expo module's iOS side: TripliteModule.swift over the Swift binding, whose library is
+# TripliteFFI.xcframework (bindings/swift/build-xcframework.sh). The binding is copied into
+# vendor/ by `npm run vendor` (run before `npm pack`). Not built here: no Xcode or Swift
+# toolchain on the machine this repository is tested on.
 Pod::Spec.new do |s|
   s.name           = 'TripliteExpo'
   s.version        = '0.1.0'
@@ -16,11 +17,11 @@ Pod::Spec.new do |s|
   s.dependency 'ExpoModulesCore'
 
   # The Swift binding's sources and its C module, compiled into this pod.
-  s.source_files = '*.swift', '../../swift/Sources/Triplite/*.swift', '../../swift/Sources/CTriplite/**/*.{h,c}'
-  s.preserve_paths = '../../swift/Sources/CTriplite/include/module.modulemap'
-  s.vendored_frameworks = '../../swift/TripliteFFI.xcframework'
+  s.source_files = '*.swift', 'vendor/Triplite/*.swift', 'vendor/CTriplite/**/*.{h,c}'
+  s.preserve_paths = 'vendor/CTriplite/include/module.modulemap'
+  s.vendored_frameworks = 'vendor/TripliteFFI.xcframework'
   s.pod_target_xcconfig = {
-    'SWIFT_INCLUDE_PATHS' => '$(PODS_TARGET_SRCROOT)/../../swift/Sources/CTriplite/include',
+    'SWIFT_INCLUDE_PATHS' => '$(PODS_TARGET_SRCROOT)/vendor/CTriplite/include',
     'DEFINES_MODULE' => 'YES'
   }
 end

@@ -191,6 +191,7 @@ private extension LiveResult where T == JSONValue {
         if let removed { object["removed"] = .array(removed.map(JSONValue.string)) }
         if let updated { object["updated"] = .array(updated) }
         object["fulfilled"] = .bool(fulfilled ?? false)
+        if let queryId { object["queryId"] = .string(queryId) }
         return .object(object)
     }
 }

@@ -86,8 +86,20 @@ export class TripliteClient {
   private readonly handle = nextHandle();
   private readonly values: Values;
   private readonly listeners: NativeListener[] = [];
-  /** Live subscriptions: where their results go, and whether the native side has them. */
-  private readonly subscriptions = new Map<number, { deliver: (event: ResultEvent) => void; subscribed: Promise<boolean> }>();
+  /**
+   * Live subscriptions: where their results and failures go, whether the native side has
+   * them, and the id their query has with the server (from their first result).
+   */
+  private readonly subscriptions = new Map<
+    number,
+    { deliver: (event: ResultEvent) => void; fail: (error: unknown) => void; subscribed: Promise<boolean>; queryId: string | undefined }
+  >();
+  /** Queries the server refused, by id: a subscription that learns its id later still hears. */
+  private readonly failedQueries = new Map<string, unknown>();
+  /** The last call that later calls wait for (writes and the token lifecycle run in order). */
+  private tail: Promise<unknown> = Promise.resolve();
+  /** Calls under way, which `close` waits for. */
+  private readonly inFlight = new Set<Promise<unknown>>();
   private readonly statusListeners = new Set<Listener<[ConnectionStatus]>>();
   private readonly sessionErrorListeners = new Set<Listener<[SessionErrorType]>>();
   private readonly failureListeners = new Set<Listener<[unknown, FailedWrite]>>();
@@ -117,14 +129,17 @@ export class TripliteClient {
       token: options.token,
       schema,
       path,
-      autoConnect: options.autoConnect ?? true,
+      // The native side registers for events just after it opens: connecting only then, below,
+      // means no status change comes before the status read here.
+      autoConnect: false,
       caCertificates: options.caCertificates,
     };
     await this.invoke(() => this.native.clientOpen(this.handle, JSON.stringify(settings)));
-    // Events start when the native side registers for them, just after the open, and a
-    // connection made at once may have changed its status before that: start from the status now.
     const { connection } = JSON.parse(await this.invoke(() => this.native.clientStatus(this.handle))) as { connection: ConnectionStatus };
     this.setStatus(connection);
+    if ((options.autoConnect ?? true) && options.token && options.serverUrl) {
+      await this.invoke(() => this.native.clientConnect(this.handle));
+    }
     if (options.token && options.refreshOptions) this.scheduleRefresh(options.token, options.refreshOptions);
   }
 
@@ -141,8 +156,10 @@ export class TripliteClient {
    * function, it changes a copy of the entity and what it changed is written.
    */
   async update(collection: string, id: string, change: Entity | ((entity: Entity) => void | Promise<void>)): Promise<void> {
-    const patch = await this.patchOf(collection, id, change);
-    await this.call(() => this.native.clientUpdate(this.handle, collection, id, JSON.stringify(patch)));
+    await this.call(async () => {
+      const patch = await this.patchOf(collection, id, change);
+      return this.native.clientUpdate(this.handle, collection, id, JSON.stringify(patch));
+    });
   }
 
   async delete(collection: string, id: string): Promise<void> {
@@ -177,9 +194,13 @@ export class TripliteClient {
     return output;
   }
 
+  /** The patch of an update; an updater function gets a copy of the entity as stored locally. */
   private async patchOf(collection: string, id: string, change: Entity | ((entity: Entity) => void | Promise<void>)): Promise<Json> {
     if (typeof change !== 'function') return this.values.encode(change);
-    const current = await this.fetchById(collection, id, { policy: 'local-only' });
+    // Read directly, not through the queue of calls: this runs inside a queued call.
+    const query = JSON.stringify(this.query(collection).Id(id).Limit(1));
+    const found = JSON.parse(await this.native.clientFetch(this.handle, query, JSON.stringify({ policy: 'local-only' }))) as Json[];
+    const current = found[0] === undefined ? null : this.values.decode(collection, found[0]);
     if (!current) throw new TripliteError(4, 'EntityNotFoundError', `Could not find entity with id ${id} in collection ${collection}`);
     const copy = structuredClone(current);
     await change(copy);
@@ -195,7 +216,7 @@ export class TripliteClient {
 
   async fetch(query: CollectionQuery, options: FetchOptions = {}): Promise<Entity[]> {
     const fetchOptions = { policy: options.policy ?? 'local-first', timeout: options.timeout };
-    const json = await this.call(() => this.native.clientFetch(this.handle, JSON.stringify(query), JSON.stringify(fetchOptions)));
+    const json = await this.call(() => this.native.clientFetch(this.handle, JSON.stringify(query), JSON.stringify(fetchOptions)), 'after');
     return (JSON.parse(json) as Json[]).map((entity) => this.values.decode(query.collectionName, entity));
   }
 
@@ -242,23 +263,33 @@ export class TripliteClient {
       fetchingLocal: true,
       fetchingRemote: false,
     };
-    let fulfilled = false;
+    // As Triplit's: waiting on the server from the start while a connection is open or being
+    // made, and for good no more once it has answered, the query failed, or the connection closed.
+    let waitingOnRemote = this.status === 'OPEN' || this.status === 'CONNECTING';
     const report = (changes: Partial<QueryState>) => {
       const next = { ...state, ...changes };
-      next.fetchingRemote = !fulfilled && next.error === undefined && (this.status === 'OPEN' || this.status === 'CONNECTING');
+      next.fetchingRemote = waitingOnRemote;
       next.fetching = next.fetchingLocal || next.fetchingRemote;
       state = next;
       callback(state);
     };
     report({});
-    const unsubscribeStatus = this.onConnectionStatusChange(() => report({}));
+    const unsubscribeStatus = this.onConnectionStatusChange((status) => {
+      if (status === 'CLOSED' && waitingOnRemote) {
+        waitingOnRemote = false;
+        report({});
+      }
+    });
     const unsubscribe = this.subscribeRaw(
       query,
       (results, isFulfilled) => {
-        fulfilled ||= isFulfilled;
+        if (isFulfilled) waitingOnRemote = false;
         report({ results, fetchingLocal: false });
       },
-      (error) => report({ error, fetchingLocal: false }),
+      (error) => {
+        waitingOnRemote = false;
+        report({ error, fetchingLocal: false });
+      },
     );
     return () => {
       unsubscribeStatus();
@@ -273,23 +304,32 @@ export class TripliteClient {
   ): () => void {
     const subscription = nextHandle();
     let active = true;
+    const fail = (error: unknown) => {
+      if (active) onError?.(error);
+    };
     const deliver = (event: ResultEvent) => {
       if (!active) return;
-      const result = JSON.parse(event.json) as { results: Json[]; fulfilled?: boolean };
+      const result = JSON.parse(event.json) as { results: Json[]; fulfilled?: boolean; queryId?: string };
+      const entry = this.subscriptions.get(subscription);
+      if (entry && result.queryId && entry.queryId === undefined) {
+        entry.queryId = result.queryId;
+        const failure = this.failedQueries.get(result.queryId);
+        if (failure !== undefined) return fail(failure);
+      }
       onResults(
         result.results.map((entity) => this.values.decode(query.collectionName, entity)),
         result.fulfilled === true,
       );
     };
-    const subscribed = this.call(() => this.native.clientSubscribe(this.handle, subscription, JSON.stringify(query), null)).then(
+    const subscribed = this.call(() => this.native.clientSubscribe(this.handle, subscription, JSON.stringify(query), null), 'after').then(
       () => true,
       (error: unknown) => {
         this.subscriptions.delete(subscription);
-        if (active) onError?.(error);
+        fail(error);
         return false;
       },
     );
-    this.subscriptions.set(subscription, { deliver, subscribed });
+    this.subscriptions.set(subscription, { deliver, fail, subscribed, queryId: undefined });
     return () => {
       if (!active) return;
       active = false;
@@ -382,7 +422,7 @@ export class TripliteClient {
 
   /** `{connection, pendingTransactions, clientId, lastError}` as the library reports them. */
   async syncStatus(): Promise<{ connection: ConnectionStatus; pendingTransactions: number; clientId: string | null; lastError: string | null }> {
-    return JSON.parse(await this.call(() => this.native.clientStatus(this.handle)));
+    return JSON.parse(await this.call(() => this.native.clientStatus(this.handle), 'after'));
   }
 
   /** Closes the client: its subscriptions end and its connection closes; a file keeps the outbox. */
@@ -391,6 +431,8 @@ export class TripliteClient {
     this.closed = true;
     this.stopRefresh();
     await this.ready.catch(() => {});
+    // No call may be inside the library when the client goes.
+    await Promise.allSettled([...this.inFlight]);
     // Subscriptions outlive their client in the C ABI: each is freed first.
     await Promise.all([...this.subscriptions.keys()].map((subscription) => this.unsubscribe(subscription)));
     await this.native.clientClose(this.handle).catch(() => {});
@@ -412,6 +454,13 @@ export class TripliteClient {
       case 'write_rejected':
         for (const listener of [...this.failureListeners]) listener(data.error, { txId: data.txId ?? '' });
         break;
+      case 'query_failed': {
+        const queryId = (data as { queryId?: string }).queryId ?? '';
+        const error = TripliteError.fromWire(data.error);
+        this.failedQueries.set(queryId, error);
+        for (const entry of this.subscriptions.values()) if (entry.queryId === queryId) entry.fail(error);
+        break;
+      }
     }
   }
 
@@ -421,11 +470,25 @@ export class TripliteClient {
     for (const listener of [...this.statusListeners]) listener(status);
   }
 
-  /** Waits until the client is open (rejecting as its open did), then makes a native call. */
-  private async call<T>(body: () => Promise<T>): Promise<T> {
-    if (this.closed) throw new TripliteError(1, 'MisuseError', 'the client is closed');
-    await this.ready;
-    return this.invoke(body);
+  /**
+   * A native call once the client is open (rejecting as its open did) and every earlier
+   * ordered call has finished: writes and the token lifecycle run in the order they were made,
+   * awaited or not, as Triplit's synchronous `disconnect` and queued writes do. `'after'`
+   * (reads, subscribing) waits for those too but does not hold back later calls.
+   */
+  private call<T>(body: () => Promise<T>, order: 'ordered' | 'after' = 'ordered'): Promise<T> {
+    if (this.closed) return Promise.reject(new TripliteError(1, 'MisuseError', 'the client is closed'));
+    const earlier = this.tail;
+    const run = (async () => {
+      await earlier.catch(() => {});
+      await this.ready;
+      return this.invoke(body);
+    })();
+    if (order === 'ordered') this.tail = run.catch(() => {});
+    this.inFlight.add(run);
+    const settled = () => this.inFlight.delete(run);
+    run.then(settled, settled);
+    return run;
   }
 
   /** A native call whose failures become `TripliteError`s. */

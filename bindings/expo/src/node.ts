@@ -10,6 +10,29 @@ import type { ClientEvent, NativeListener, ResultEvent, TripliteNativeModule } f
 type Pointer = bigint;
 type Call = ReturnType<ReturnType<typeof koffi.load>['func']>;
 
+/** koffi's types are named process-wide: declared once, for every library loaded. */
+let types: { ResultCallback: ReturnType<typeof koffi.proto>; DestroyCallback: ReturnType<typeof koffi.proto> } | undefined;
+function declareTypes() {
+  if (!types) {
+    // Strings the library returns are converted to JS strings, then freed by the library
+    // (through whichever library's `triplite_string_free` the conversion names: see below).
+    koffi.disposable('triplite_owned_str', 'str', (pointer: unknown) => freeString?.(pointer));
+    types = {
+      ResultCallback: koffi.proto('void triplite_result_callback(void *user_data, const char *result_json)'),
+      DestroyCallback: koffi.proto('void triplite_destroy_callback(void *user_data)'),
+    };
+  }
+  return types;
+}
+
+/**
+ * The loaded library's `triplite_string_free`. One library is loaded per process (a second
+ * `nodeNativeModule` call for another path would free its strings with the first one's
+ * allocator), so a second path is refused.
+ */
+let freeString: ((pointer: unknown) => void) | undefined;
+let loadedPath: string | undefined;
+
 /**
  * Loads the library at `libraryPath` (`libtriplite.so`, `.dylib` or `triplite.dll`).
  *
@@ -19,11 +42,14 @@ type Call = ReturnType<ReturnType<typeof koffi.load>['func']>;
  * subscription, closing a client) would never return.
  */
 export function nodeNativeModule(libraryPath: string): TripliteNativeModule {
+  if (loadedPath !== undefined && loadedPath !== libraryPath) {
+    throw new Error(`triplite is loaded from ${loadedPath} already; one library per process (asked for ${libraryPath})`);
+  }
+  const { ResultCallback, DestroyCallback } = declareTypes();
   const lib = koffi.load(libraryPath);
   const free = lib.func('void triplite_string_free(void *text)');
-  // Strings the library returns are converted to JS strings and freed by the library at once.
-  koffi.disposable('triplite_owned_str', 'str', free);
-  const ResultCallback = koffi.proto('void triplite_result_callback(void *user_data, const char *result_json)');
+  freeString = (pointer) => free(pointer);
+  loadedPath = libraryPath;
   const fn = (declaration: string): Call => lib.func(declaration);
   const c = {
     version: fn('const char *triplite_version()'),
@@ -43,7 +69,7 @@ export function nodeNativeModule(libraryPath: string): TripliteNativeModule {
       'int triplite_client_fetch(void *client, const char *query, const char *options, _Out_ triplite_owned_str *out_json, _Out_ triplite_owned_str *out_err)',
     ),
     subscribe: fn(
-      'int triplite_client_subscribe(void *client, const char *query, const char *options, triplite_result_callback *on_result, void *user_data, void *destroy, _Out_ void **out_sub, _Out_ triplite_owned_str *out_err)',
+      'int triplite_client_subscribe(void *client, const char *query, const char *options, triplite_result_callback *on_result, void *user_data, triplite_destroy_callback *destroy, _Out_ void **out_sub, _Out_ triplite_owned_str *out_err)',
     ),
     subscriptionFree: fn('void triplite_subscription_free(void *sub)'),
     updateToken: fn('int triplite_client_update_token(void *client, const char *token, _Out_ triplite_owned_str *out_err)'),
@@ -54,15 +80,34 @@ export function nodeNativeModule(libraryPath: string): TripliteNativeModule {
     endSession: fn('int triplite_client_end_session(void *client, _Out_ triplite_owned_str *out_err)'),
     updateSessionToken: fn('int triplite_client_update_session_token(void *client, const char *token, _Out_ triplite_owned_str *out_err)'),
     onEvent: fn(
-      'int triplite_client_on_event(void *client, triplite_result_callback *on_event, void *user_data, void *destroy, _Out_ triplite_owned_str *out_err)',
+      'int triplite_client_on_event(void *client, triplite_result_callback *on_event, void *user_data, triplite_destroy_callback *destroy, _Out_ triplite_owned_str *out_err)',
     ),
     status: fn('int triplite_client_status(void *client, _Out_ triplite_owned_str *out_json, _Out_ triplite_owned_str *out_err)'),
   };
 
   const events = new EventEmitter();
   events.setMaxListeners(0);
-  const clients = new Map<number, { pointer: Pointer; onEvent: Pointer; subscriptions: Set<number> }>();
-  const subscriptions = new Map<number, { pointer: Pointer; onResult: Pointer; client: number }>();
+  const clients = new Map<number, { pointer: Pointer; subscriptions: Set<number> }>();
+  const subscriptions = new Map<number, { pointer: Pointer; client: number }>();
+
+  /**
+   * A callback slot for `deliver`, with the destroy callback that releases it: the library
+   * calls destroy once, after the last callback (also when registering fails), so a slot is
+   * never reused while a late callback could still reach it. koffi runs destroy on the JS
+   * thread, inside the slot's own machinery: the slots are released just after.
+   */
+  const callbackPair = (deliver: (text: string) => void): [Pointer, Pointer] => {
+    const callback = koffi.register((_: unknown, text: string) => deliver(text), koffi.pointer(ResultCallback));
+    const destroy: Pointer = koffi.register(
+      () =>
+        setImmediate(() => {
+          koffi.unregister(callback);
+          koffi.unregister(destroy);
+        }),
+      koffi.pointer(DestroyCallback),
+    );
+    return [callback, destroy];
+  };
 
   /** Runs `call` on a worker with `args` then one out-slot per name; rejects for a status ≠ OK. */
   const run = (call: Call, args: unknown[], outs: number): Promise<unknown[]> =>
@@ -95,14 +140,13 @@ export function nodeNativeModule(libraryPath: string): TripliteNativeModule {
     async clientOpen(handle, optionsJson) {
       if (clients.has(handle)) throw failure(Status.MISUSE, `MisuseError: client ${handle} is open already`);
       const [pointer] = (await run(c.open, [optionsJson], 1)) as [Pointer];
-      const onEvent = koffi.register((_: unknown, text: string) => events.emit('onEvent', { client: handle, json: text }), koffi.pointer(ResultCallback));
-      clients.set(handle, { pointer, onEvent, subscriptions: new Set() });
+      clients.set(handle, { pointer, subscriptions: new Set() });
+      const [onEvent, destroy] = callbackPair((text) => events.emit('onEvent', { client: handle, json: text }));
       try {
-        await done(c.onEvent, [pointer, onEvent, null, null]);
+        await done(c.onEvent, [pointer, onEvent, null, destroy]);
       } catch (error) {
         clients.delete(handle);
         await release(c.close, pointer);
-        koffi.unregister(onEvent);
         throw error;
       }
     },
@@ -112,9 +156,7 @@ export function nodeNativeModule(libraryPath: string): TripliteNativeModule {
       if (!entry) return;
       clients.delete(handle);
       for (const subscription of entry.subscriptions) await module.subscriptionFree(subscription);
-      // Returns once the client's threads have stopped: no event callback comes after it.
       await release(c.close, entry.pointer);
-      koffi.unregister(entry.onEvent);
     },
 
     clientInsert: async (handle, collection, doc) => json(c.insert, [client(handle), collection, doc]),
@@ -126,18 +168,10 @@ export function nodeNativeModule(libraryPath: string): TripliteNativeModule {
     async clientSubscribe(handle, subscription, query, options) {
       const owner = client(handle);
       if (subscriptions.has(subscription)) throw failure(Status.MISUSE, `MisuseError: subscription ${subscription} exists already`);
-      const onResult = koffi.register(
-        (_: unknown, text: string) => events.emit('onResult', { subscription, json: text }),
-        koffi.pointer(ResultCallback),
-      );
-      try {
-        const [pointer] = (await run(c.subscribe, [owner, query, options, onResult, null, null], 1)) as [Pointer];
-        subscriptions.set(subscription, { pointer, onResult, client: handle });
-        clients.get(handle)?.subscriptions.add(subscription);
-      } catch (error) {
-        koffi.unregister(onResult);
-        throw error;
-      }
+      const [onResult, destroy] = callbackPair((text) => events.emit('onResult', { subscription, json: text }));
+      const [pointer] = (await run(c.subscribe, [owner, query, options, onResult, null, destroy], 1)) as [Pointer];
+      subscriptions.set(subscription, { pointer, client: handle });
+      clients.get(handle)?.subscriptions.add(subscription);
     },
 
     async subscriptionFree(subscription) {
@@ -145,9 +179,7 @@ export function nodeNativeModule(libraryPath: string): TripliteNativeModule {
       if (!entry) return;
       subscriptions.delete(subscription);
       clients.get(entry.client)?.subscriptions.delete(subscription);
-      // Returns once no callback is under way or will start: the slot can go.
       await release(c.subscriptionFree, entry.pointer);
-      koffi.unregister(entry.onResult);
     },
 
     clientUpdateToken: async (handle, token) => done(c.updateToken, [client(handle), token]),

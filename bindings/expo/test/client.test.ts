@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Status, TripliteError, type Entity } from '../src/index';
-import { client, databaseFile, eventually, startServer, userToken, type Server } from './harness';
+import { nodeNativeModule } from '../src/node';
+import { client, collections, databaseFile, eventually, libraryPath, nativeModule, startServer, userToken, type Server } from './harness';
 
 let server: Server;
 before(async () => {
@@ -160,23 +161,51 @@ describe('TripliteClient', () => {
     await hana.close();
   });
 
-  test('a subscription ended from inside its own callback stops cleanly', async () => {
-    const ivan = client(server, { token: userToken('ivan'), autoConnect: false });
+  test('a subscription ended from inside its own callback gets no result after it', async () => {
+    // Connected, so the server's answer (delivered again as `fulfilled` from another thread)
+    // races the unsubscribe too. Counted at the native module: below the client's own filter.
+    const ivan = client(server, { token: userToken('ivan') });
+    await eventually('the connection opens', () => ivan.connectionStatus === 'OPEN');
+    let native = 0;
+    const counting = nativeModule.addListener('onResult', () => (native += 1));
     let calls = 0;
     const unsubscribe: () => void = ivan.subscribe(ivan.query('todos'), () => {
       calls += 1;
       unsubscribe();
     });
     await eventually('the first result', () => calls === 1);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const delivered = native;
     for (let i = 0; i < 5; i++) await ivan.insert('todos', { text: `after ${i}`, owner: 'ivan' });
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await new Promise((resolve) => setTimeout(resolve, 300));
     assert.equal(calls, 1, 'no result after unsubscribing');
-    // Closing with a subscription still live frees it first, while its results keep coming.
-    let live = 0;
-    ivan.subscribe(ivan.query('todos'), () => (live += 1));
-    await eventually('the live subscription has a result', () => live > 0);
-    void ivan.insert('todos', { text: 'during the close', owner: 'ivan' }).catch(() => {});
+    assert.equal(native, delivered, 'the native side delivers nothing after the subscription is freed');
+    counting.remove();
     await ivan.close();
+  });
+
+  test('calls made without awaiting run in order, and close waits for those under way', async () => {
+    const jo = client(server, { token: userToken('jo'), autoConnect: false });
+    // Triplit's `disconnect` is synchronous: apps call these one after another.
+    const writes = [
+      jo.insert('todos', { id: 'x', text: 'one', owner: 'jo' }),
+      jo.update('todos', 'x', { text: 'two' }),
+      jo.update('todos', 'x', (todo) => void (todo.text = `${todo.text as string} and three`)),
+      jo.delete('todos', 'x'),
+      jo.insert('todos', { id: 'x', text: 'four', owner: 'jo' }),
+    ];
+    const lookup = jo.fetchById('todos', 'x');
+    await Promise.all(writes);
+    assert.equal((await lookup)?.text, 'four', 'a read made after the writes sees all of them');
+    // Closing while calls are under way: they finish (or are refused), then the client goes.
+    let live = 0;
+    jo.subscribe(jo.query('todos'), () => (live += 1));
+    await eventually('the live subscription has a result', () => live > 0);
+    const during = [jo.insert('todos', { text: 'during the close', owner: 'jo' }), jo.fetch(jo.query('todos'))];
+    await jo.close();
+    const outcomes = await Promise.allSettled(during);
+    assert.ok(outcomes.every((outcome) => outcome.status === 'fulfilled'), 'calls made before close completed');
+    await assert.rejects(jo.insert('todos', { text: 'after', owner: 'jo' }), /closed/);
   });
 
   test('connection status and session errors reach their callbacks', async () => {
@@ -206,15 +235,37 @@ describe('TripliteClient', () => {
     });
     await eventually('the connection opens', () => kate.connectionStatus === 'OPEN');
     const { clientId } = await kate.syncStatus();
-    // The handler runs a second before `exp`; past `exp` the connection is still the same one.
+    // The handler runs a second before `exp`; past `exp` a write goes through on the same socket.
     await eventually('the handler is called', () => refreshes === 1, 10_000);
     await new Promise((resolve) => setTimeout(resolve, 1500));
+    await kate.insert('todos', { text: 'after the refresh', owner: 'kate' });
+    await eventually('a write after the refresh is acknowledged', async () => (await kate.syncStatus()).pendingTransactions === 0);
     const after = await kate.syncStatus();
     assert.equal(after.connection, 'OPEN');
     assert.equal(after.clientId, clientId, 'the socket stayed open');
-    await kate.insert('todos', { text: 'after the refresh', owner: 'kate' });
-    await eventually('a write after the refresh is acknowledged', async () => (await kate.syncStatus()).pendingTransactions === 0);
     stop?.();
     await kate.close();
+  });
+
+  test('a query the server refuses reaches onError and ends the remote loading state', async () => {
+    // The app's schema has a collection the server's does not: valid locally, refused there.
+    const notes = { schema: { type: 'record', properties: { id: { type: 'string' }, text: { type: 'string' } } } };
+    const lee = client(server, { token: userToken('lee'), schema: { ...collections, notes } });
+    const errors: unknown[] = [];
+    const states: { fetchingRemote: boolean; error: unknown }[] = [];
+    const query = lee.query('notes');
+    const unsubscribe = lee.subscribe(query, () => {}, (error) => errors.push(error));
+    const unsubscribeStatus = lee.subscribeWithStatus(query, (state) => states.push(state));
+    await eventually('the refusal arrives', () => errors.length > 0, 10_000);
+    assert.ok(errors[0] instanceof TripliteError, String(errors[0]));
+    await eventually('the loading state ends with the error', () => states.at(-1)?.error !== undefined && states.at(-1)?.fetchingRemote === false);
+    unsubscribe();
+    unsubscribeStatus();
+    await lee.close();
+  });
+
+  test('the native module loads once per process and again for the same library', () => {
+    assert.equal(nodeNativeModule(libraryPath).version(), nativeModule.version());
+    assert.throws(() => nodeNativeModule('/elsewhere/libtriplite.so'), /loaded from/);
   });
 });

@@ -1,7 +1,7 @@
 /** The query builder writes Triplit's query JSON; `diff` finds what an updater changed. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { and, or, QueryBuilder } from '../src/index';
+import { and, or, QueryBuilder, Status, TripliteError } from '../src/index';
 import { diff } from '../src/values';
 
 const todos = () => new QueryBuilder({ collectionName: 'todos' });
@@ -51,4 +51,18 @@ test('diff writes changed attributes, removed ones as null, records by key and s
   const after = { text: 'b', tags: new Set(['y', 'z']), meta: { a: 1, b: 3 }, due: new Date(0), same: [1, 2] };
   assert.deepEqual(diff(before, after), { text: 'b', note: null, tags: { z: true, x: false }, meta: { b: 3 } });
   assert.deepEqual(diff(before, before), {});
+});
+
+test("a native rejection becomes a TripliteError, Expo's wrapping and all", () => {
+  const node = TripliteError.from(Object.assign(new Error('WritePermissionError: not yours'), { code: 'TRIPLITE_PERMISSION' }));
+  assert.deepEqual([node instanceof TripliteError, (node as TripliteError).status, (node as TripliteError).name], [true, Status.PERMISSION, 'WritePermissionError']);
+  assert.equal((node as TripliteError).message, 'not yours');
+  const expo = TripliteError.from(
+    Object.assign(new Error("Call to function 'Triplite.clientInsert' has been rejected.\n→ Caused by: CollectionNotFoundError: no such collection"), {
+      code: 'TRIPLITE_SCHEMA',
+    }),
+  ) as TripliteError;
+  assert.deepEqual([expo.status, expo.name, expo.message], [Status.SCHEMA, 'CollectionNotFoundError', 'no such collection']);
+  const plain = new Error('not from the library');
+  assert.equal(TripliteError.from(plain), plain, 'other errors pass through');
 });

@@ -44,9 +44,17 @@ class TripliteModule : Module() {
             bridged {
                 if (clients.containsKey(handle)) throw misuse("client $handle is open already")
                 val client = Client(Json.parseToJsonElement(optionsJson).jsonObject)
+                // Registered here, before the client is handed out (the TypeScript side opens
+                // without connecting, then reads the status, then connects): no event is missed.
+                val events = try {
+                    client.events()
+                } catch (error: Throwable) {
+                    client.close()
+                    throw error
+                }
                 clients[handle] = client
                 eventJobs[handle] = scope.launch {
-                    client.events().collect { event -> sendEvent("onEvent", mapOf("client" to handle, "json" to event.toString())) }
+                    events.collect { event -> sendEvent("onEvent", mapOf("client" to handle, "json" to event.toString())) }
                 }
             }
         }
