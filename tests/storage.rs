@@ -305,3 +305,75 @@ fn sqlite_database_survives_reopening_with_schema_and_clock() {
     assert!(next > first_ts, "the clock never goes back across reopening: {first_ts} then {next}");
     assert_eq!(next.client, first_ts.client, "the client id is stable");
 }
+
+#[test]
+fn a_file_with_expression_indexes_opens_with_them_rebuilt_over_key_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    let schema = triplite::Schema::from_json(&json!({"collections": {"todos": {
+        "schema": {"type": "record", "properties": {"id": {"type": "string"}, "owner": {"type": "string"}, "n": {"type": "number"}}},
+        "indexes": [["owner", "n"]]}}}))
+    .unwrap();
+    {
+        let db = Database::builder().schema(schema.clone()).open(&path).unwrap();
+        for (id, owner, n) in [("a", "ann", 2), ("b", "bob", 1), ("c", "ann", 1), ("d", "ann", 3)] {
+            db.insert("todos", json!({"id": id, "owner": owner, "n": n})).unwrap();
+        }
+    }
+    // Back to layout 2, as an earlier build wrote it: an expression index over the document and
+    // no key columns. (The stand-in key function only lets the old index be created here.)
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.create_scalar_function(
+            "triplite_key",
+            1,
+            rusqlite::functions::FunctionFlags::SQLITE_DETERMINISTIC,
+            |ctx| Ok(ctx.get_raw(0).as_bytes().map(<[u8]>::to_vec).unwrap_or_default()),
+        )
+        .unwrap();
+        let (name, table): (String, String) = conn
+            .query_row("SELECT i.name, c.tbl FROM indexes i JOIN collections c ON c.name = i.collection", [], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .unwrap();
+        let columns: Vec<String> = conn
+            .prepare(&format!("SELECT name FROM pragma_table_info('{table}') WHERE name LIKE 'k\\_%' ESCAPE '\\'"))
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(columns.len(), 2, "one key column per indexed path: {columns:?}");
+        conn.execute_batch(&format!("DROP INDEX {name}")).unwrap();
+        for column in &columns {
+            conn.execute_batch(&format!("ALTER TABLE {table} DROP COLUMN {column}")).unwrap();
+        }
+        conn.execute_batch(&format!(
+            "CREATE INDEX {name} ON {table} (triplite_key(doc -> '$.\"owner\"'), triplite_key(doc -> '$.\"n\"')) WHERE doc IS NOT NULL;
+             PRAGMA user_version = 2;"
+        ))
+        .unwrap();
+    }
+    let db = Database::builder().schema(schema).open(&path).unwrap();
+    let query = triplite::Query::from_json(
+        &json!({"collectionName": "todos", "where": [["owner", "=", "ann"]], "order": [["n", "DESC"]]}),
+    )
+    .unwrap();
+    let ids: Vec<Json> = db.fetch(&query).unwrap().into_iter().map(|todo| todo["id"].clone()).collect();
+    assert_eq!(ids, vec![json!("d"), json!("a"), json!("c")]);
+    db.insert("todos", json!({"id": "e", "owner": "ann", "n": 4})).unwrap();
+    assert_eq!(db.fetch(&query).unwrap()[0]["id"], json!("e"), "new rows are keyed as they are written");
+    drop(db);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0)).unwrap();
+    assert_eq!(version, 3);
+    let expression_indexes: i64 = conn
+        .query_row("SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND sql LIKE '%triplite_key%'", [], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    assert_eq!(expression_indexes, 0, "no index needs triplite's own function any more");
+    // The stock shell's checks work on the file (they evaluate no function of ours).
+    let check: String = conn.query_row("PRAGMA integrity_check", [], |row| row.get(0)).unwrap();
+    assert_eq!(check, "ok");
+}

@@ -8,10 +8,14 @@
 //! (the latest timestamp as sortable bytes). Our own layout evolves through numbered migrations
 //! tracked in `PRAGMA user_version`.
 //!
-//! Secondary indexes are SQLite expression indexes over `triplite_key(doc -> '$."path"')`, a
-//! deterministic function we register on every connection: it maps a value to a byte key whose
+//! Secondary indexes are SQLite indexes over key columns of the collection table: one BLOB
+//! column `k_<hex of the path>` per indexed attribute path, holding the value's byte key, whose
 //! order is Triplit's (see [`crate::value::sort_key`]), so one index serves equality, ranges and
-//! `order` exactly, which SQLite's own comparisons (type order, collation) would not.
+//! `order` exactly, which SQLite's own comparisons (type order, collation) would not. Keys are
+//! computed in Rust from the document being written, which is already parsed: an expression
+//! index would have SQLite extract each path from the JSON text again on every write. A new
+//! index fills its columns once with `triplite_key(doc -> '$."path"')`, a function we register
+//! on every connection that computes the same key from the stored text.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -26,6 +30,7 @@ use serde_json::Value as Json;
 use super::state::EntityState;
 use super::{Access, Backend, Document, IndexRange, Needle, RowWrite, SharedDoc};
 use crate::error::{Error, Result};
+use crate::query::lookup_path;
 use crate::value::sort_key;
 
 /// How hard a commit waits for the disk.
@@ -39,27 +44,90 @@ pub enum Durability {
     Full,
 }
 
+/// One step of our own table layout.
+enum Migration {
+    Sql(&'static str),
+    Code(fn(&Connection) -> Result<()>),
+}
+
 /// Our own table layout, one step per entry; `user_version` counts the steps applied.
-const MIGRATIONS: &[&str] = &[
+const MIGRATIONS: &[Migration] = &[
     // 1: metadata and the collection registry.
-    "CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL) WITHOUT ROWID;
-     CREATE TABLE collections (name TEXT PRIMARY KEY NOT NULL, tbl TEXT NOT NULL UNIQUE) WITHOUT ROWID;",
+    Migration::Sql(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL) WITHOUT ROWID;
+         CREATE TABLE collections (name TEXT PRIMARY KEY NOT NULL, tbl TEXT NOT NULL UNIQUE) WITHOUT ROWID;",
+    ),
     // 2: the registry of secondary indexes (columns as a JSON array of attribute paths).
-    "CREATE TABLE indexes (name TEXT PRIMARY KEY NOT NULL, collection TEXT NOT NULL, columns TEXT NOT NULL) WITHOUT ROWID;",
+    Migration::Sql(
+        "CREATE TABLE indexes (name TEXT PRIMARY KEY NOT NULL, collection TEXT NOT NULL, columns TEXT NOT NULL) WITHOUT ROWID;",
+    ),
+    // 3: indexes over key columns instead of expressions over the document.
+    Migration::Code(index_key_columns),
 ];
 
-/// The SQL function behind index keys; its name is part of our file format.
+/// The SQL function that computes an index key from stored JSON; its name is part of our file
+/// format (files of layout 2 have expression indexes calling it).
 const KEY_FUNCTION: &str = "triplite_key";
 
-/// The indexed expression for an attribute path.
-fn key_expression(path: &str) -> String {
-    let json_path: String = path.split('.').map(|segment| format!(".\"{segment}\"")).collect();
+/// The key column of an attribute path. SQLite identifiers are case-insensitive and paths are
+/// not, so the path is spelt in hex.
+fn key_column(path: &str) -> String {
+    let mut column = String::with_capacity(2 + path.len() * 2);
+    column.push_str("k_");
+    for byte in path.bytes() {
+        column.push_str(&format!("{byte:02x}"));
+    }
+    column
+}
+
+/// `triplite_key(doc -> '$."a"."b"')`: the key of a path computed from the stored text.
+fn stored_key(path: &str) -> String {
+    let json_path: String = path.split('.').map(|segment| format!(".\"{}\"", segment.replace('\'', "''"))).collect();
     format!("{KEY_FUNCTION}(doc -> '${json_path}')")
 }
 
-/// SQL statements of one collection table, formatted once.
+/// Creates index `name` on `table` over the key columns of `paths`, adding and filling the
+/// columns it lacks.
+fn create_key_index(conn: &Connection, table: &str, name: &str, paths: &[String]) -> Result<()> {
+    for path in paths {
+        let column = key_column(path);
+        let exists: bool = conn
+            .prepare_cached("SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2")?
+            .query_row(params![table, column], |row| row.get(0))?;
+        if !exists {
+            conn.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN {column} BLOB;
+                 UPDATE {table} SET {column} = {} WHERE doc IS NOT NULL;",
+                stored_key(path)
+            ))?;
+        }
+    }
+    let columns: Vec<String> = paths.iter().map(|path| key_column(path)).collect();
+    conn.execute_batch(&format!("CREATE INDEX {name} ON {table} ({}) WHERE doc IS NOT NULL", columns.join(", ")))?;
+    Ok(())
+}
+
+/// Layout 3: every expression index of layout 2 rebuilt over key columns, under its name.
+fn index_key_columns(conn: &Connection) -> Result<()> {
+    let indexes: Vec<(String, String, String)> = conn
+        .prepare("SELECT i.name, c.tbl, i.columns FROM indexes i JOIN collections c ON c.name = i.collection")?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (name, table, columns) in indexes {
+        let paths: Vec<String> =
+            serde_json::from_str(&columns).map_err(|e| Error::Corrupt(format!("index registry: {e}")))?;
+        conn.execute_batch(&format!("DROP INDEX IF EXISTS {name}"))?;
+        create_key_index(conn, &table, &name, &paths)?;
+    }
+    Ok(())
+}
+
+/// SQL statements of one collection table, formatted once for the key columns its indexes use.
 struct TableSql {
     table: String,
+    /// The indexed attribute paths, split at dots, whose keys every write stores (parameters
+    /// 5, 6, ...).
+    key_paths: Vec<Vec<String>>,
     insert: String,
     upsert: String,
     select_state: String,
@@ -68,16 +136,21 @@ struct TableSql {
 }
 
 impl TableSql {
-    fn new(table: &str) -> Self {
+    fn new(table: &str, key_paths: Vec<String>) -> Self {
+        let columns: String = key_paths.iter().map(|path| format!(", {}", key_column(path))).collect();
+        let values: String = (0..key_paths.len()).map(|i| format!(", ?{}", i + 5)).collect();
         TableSql {
             table: table.to_owned(),
             insert: format!(
-                "INSERT INTO {table} (id, doc, state, changed) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING"
+                "INSERT INTO {table} (id, doc, state, changed{columns}) VALUES (?1, ?2, ?3, ?4{values}) ON CONFLICT (id) DO NOTHING"
             ),
-            upsert: format!("INSERT OR REPLACE INTO {table} (id, doc, state, changed) VALUES (?1, ?2, ?3, ?4)"),
+            upsert: format!(
+                "INSERT OR REPLACE INTO {table} (id, doc, state, changed{columns}) VALUES (?1, ?2, ?3, ?4{values})"
+            ),
             select_state: format!("SELECT state, doc FROM {table} WHERE id = ?1"),
             select_doc: format!("SELECT doc FROM {table} WHERE id = ?1"),
             scan: format!("SELECT id, doc FROM {table} WHERE doc IS NOT NULL ORDER BY id"),
+            key_paths: key_paths.iter().map(|path| path.split('.').map(str::to_owned).collect()).collect(),
         }
     }
 }
@@ -160,9 +233,12 @@ impl SqliteBackend {
                 MIGRATIONS.len()
             )));
         }
-        for (step, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        for (step, migration) in MIGRATIONS.iter().enumerate().skip(version) {
             let tx = self.conn.transaction()?;
-            tx.execute_batch(sql)?;
+            match migration {
+                Migration::Sql(sql) => tx.execute_batch(sql)?,
+                Migration::Code(run) => run(&tx)?,
+            }
             tx.pragma_update(None, "user_version", (step + 1) as i64)?;
             tx.commit()?;
         }
@@ -178,7 +254,8 @@ impl SqliteBackend {
                 .query_row([collection], |row| row.get(0))
                 .optional()?;
             let Some(table) = table else { return Ok(None) };
-            self.tables.borrow_mut().insert(collection.to_owned(), Arc::new(TableSql::new(&table)));
+            let sql = TableSql::new(&table, self.key_paths(collection));
+            self.tables.borrow_mut().insert(collection.to_owned(), Arc::new(sql));
         }
         Ok(self.tables.borrow().get(collection).cloned())
     }
@@ -195,10 +272,39 @@ impl SqliteBackend {
                 "CREATE TABLE {table} (id TEXT PRIMARY KEY NOT NULL, doc TEXT, state BLOB NOT NULL, changed BLOB NOT NULL) WITHOUT ROWID;"
             ))?;
             self.conn.execute("INSERT INTO collections (name, tbl) VALUES (?1, ?2)", params![collection, table])?;
-            let sql = Arc::new(TableSql::new(&table));
+            let sql = Arc::new(TableSql::new(&table, self.key_paths(collection)));
             self.tables.borrow_mut().insert(collection.to_owned(), sql.clone());
             Ok(sql)
         }
+    }
+
+    /// The attribute paths a collection's indexes use, each once, in a fixed order.
+    fn key_paths(&self, collection: &str) -> Vec<String> {
+        let mut paths: Vec<String> = self
+            .indexes
+            .get(collection)
+            .into_iter()
+            .flatten()
+            .flat_map(|(columns, _)| columns.iter().cloned())
+            .collect();
+        paths.sort();
+        paths.dedup();
+        paths
+    }
+
+    /// Writes a row with `statement` (the table's insert or upsert): its columns, then the key
+    /// of each indexed path, computed from the document (none for a deleted entity).
+    fn execute_write(&self, sql: &TableSql, statement: &str, id: &str, row: &RowWrite) -> Result<usize> {
+        let doc = row.doc.map(|d| serde_json::to_string(&**d).expect("documents always serialize"));
+        let mut stmt = self.conn.prepare_cached(statement)?;
+        stmt.raw_bind_parameter(1, id)?;
+        stmt.raw_bind_parameter(2, doc)?;
+        stmt.raw_bind_parameter(3, row.state.to_bytes())?;
+        stmt.raw_bind_parameter(4, row.changed.sort_key())?;
+        for (i, path) in sql.key_paths.iter().enumerate() {
+            stmt.raw_bind_parameter(i + 5, row.doc.map(|d| sort_key(lookup_path(d, path))))?;
+        }
+        Ok(stmt.raw_execute()?)
     }
 
     /// The SQL reading one index range. Keys are written into the SQL as blob literals rather
@@ -212,7 +318,7 @@ impl SqliteBackend {
             .and_then(|list| list.iter().find(|(columns, _)| *columns == range.columns))
             .map(|(_, name)| name.clone())
             .ok_or_else(|| Error::Corrupt(format!("no index on {collection}({})", range.columns.join(", "))))?;
-        let expressions: Vec<String> = range.columns.iter().map(|c| key_expression(c)).collect();
+        let expressions: Vec<String> = range.columns.iter().map(|c| key_column(c)).collect();
         let mut conditions = vec!["doc IS NOT NULL".to_owned()];
         for (expression, key) in expressions.iter().zip(&range.equal) {
             conditions.push(format!("{expression} = {}", blob_literal(key)));
@@ -241,11 +347,6 @@ impl SqliteBackend {
             conditions.join(" AND "),
             order.join(", ")
         ))
-    }
-
-    fn row_params(row: &RowWrite) -> (Option<String>, Vec<u8>, Vec<u8>) {
-        let doc = row.doc.map(|d| serde_json::to_string(&**d).expect("documents always serialize"));
-        (doc, row.state.to_bytes(), row.changed.sort_key())
     }
 }
 
@@ -366,16 +467,13 @@ impl Backend for SqliteBackend {
     }
 
     fn insert_row(&mut self, collection: &str, id: &str, row: &RowWrite) -> Result<bool> {
-        let (doc, state, changed) = Self::row_params(row);
         let sql = self.table(collection)?;
-        let inserted = self.conn.prepare_cached(&sql.insert)?.execute(params![id, doc, state, changed])?;
-        Ok(inserted == 1)
+        Ok(self.execute_write(&sql, &sql.insert, id, row)? == 1)
     }
 
     fn write_row(&mut self, collection: &str, id: &str, row: &RowWrite) -> Result<()> {
-        let (doc, state, changed) = Self::row_params(row);
         let sql = self.table(collection)?;
-        self.conn.prepare_cached(&sql.upsert)?.execute(params![id, doc, state, changed])?;
+        self.execute_write(&sql, &sql.upsert, id, row)?;
         Ok(())
     }
 
@@ -439,6 +537,12 @@ impl Backend for SqliteBackend {
                 self.conn.execute("DELETE FROM indexes WHERE name = ?1", [name])?;
             }
         }
+        // Key columns no wanted index uses go (they would otherwise go stale).
+        for path in self.key_paths(collection) {
+            if !wanted.iter().flatten().any(|p| *p == path) {
+                self.conn.execute_batch(&format!("ALTER TABLE {table} DROP COLUMN {}", key_column(&path)))?;
+            }
+        }
         for columns in wanted {
             if existing.iter().any(|(c, _)| c == columns) {
                 continue;
@@ -447,17 +551,15 @@ impl Backend for SqliteBackend {
                 self.conn
                     .query_row("SELECT COUNT(*) FROM indexes WHERE collection = ?1", [collection], |row| row.get(0))?;
             let name = format!("{table}_ix{next}_{}", columns.join("_").replace('.', "__"));
-            let expressions: Vec<String> = columns.iter().map(|c| key_expression(c)).collect();
-            self.conn.execute_batch(&format!(
-                "CREATE INDEX {name} ON {table} ({}) WHERE doc IS NOT NULL",
-                expressions.join(", ")
-            ))?;
+            create_key_index(&self.conn, &table, &name, columns)?;
             let columns_json = serde_json::to_string(columns).expect("paths serialize");
             self.conn.execute(
                 "INSERT INTO indexes (name, collection, columns) VALUES (?1, ?2, ?3)",
                 params![name, collection, columns_json],
             )?;
         }
+        // The table's statements name its key columns, which may have changed.
+        self.tables.borrow_mut().remove(collection);
         self.load_indexes()
     }
 
