@@ -45,14 +45,31 @@ impl ResultChange {
 /// The message that brings a consumer from `old` (`None`: it has received nothing yet) to
 /// `new`, or `None` when it already holds `new` (changes that cancelled out). A result that
 /// only changed order has an empty `change` but is still delivered.
+///
+/// A commit usually changes a few rows of a large result: the rows both ends share in place
+/// (the same id at the same position from the start and from the end) are compared pairwise,
+/// and only the span between them is matched by id.
 fn diff(old: Option<&Snapshot>, new: &Snapshot) -> Option<LiveResult> {
-    if old == Some(new) {
+    let first = old.is_none();
+    let (old, new_rows) = (old.map_or(&[][..], |s| &s.0[..]), &new.0[..]);
+    let prefix = old.iter().zip(new_rows).take_while(|(a, b)| a.0 == b.0).count();
+    let suffix =
+        old[prefix..].iter().rev().zip(new_rows[prefix..].iter().rev()).take_while(|(a, b)| a.0 == b.0).count();
+    let (old_span, new_span) = (&old[prefix..old.len() - suffix], &new_rows[prefix..new_rows.len() - suffix]);
+    let mut change = net_change(old_span.iter().map(|(id, e)| (&**id, e)), new_span.iter().map(|(id, e)| (&**id, e)));
+    let before = changed_in_place(&old[..prefix], &new_rows[..prefix]);
+    let after = changed_in_place(&old[old.len() - suffix..], &new_rows[new_rows.len() - suffix..]);
+    change.updated = before.into_iter().chain(change.updated).chain(after).collect();
+    // Nothing between the shared ends and nothing changed in place: the consumer has it.
+    if !first && change.is_empty() && old_span.is_empty() && new_span.is_empty() {
         return None;
     }
-    let empty = Snapshot::default();
-    let change =
-        net_change(old.unwrap_or(&empty).0.iter().map(|(id, e)| (&**id, e)), new.0.iter().map(|(id, e)| (&**id, e)));
-    Some(LiveResult { results: new.0.iter().map(|(_, e)| e.clone()).collect(), change })
+    Some(LiveResult { results: new_rows.iter().map(|(_, e)| e.clone()).collect(), change })
+}
+
+/// The entities of `new` that differ from those of `old` at the same positions (same ids).
+fn changed_in_place(old: &[(Arc<str>, Arc<Json>)], new: &[(Arc<str>, Arc<Json>)]) -> Vec<Arc<Json>> {
+    old.iter().zip(new).filter(|(a, b)| !Arc::ptr_eq(&a.1, &b.1) && a.1 != b.1).map(|(_, b)| b.1.clone()).collect()
 }
 
 /// What changed from `old` to `new`, entities matched by id.
@@ -275,5 +292,80 @@ impl Dispatcher {
     /// Drops `item` on the delivery thread.
     pub(crate) fn release(&self, item: Box<dyn Send>) {
         self.send(Job::Release(item));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    /// A snapshot of rows (id, version): unique ids, an entity per version.
+    fn snapshot(rows: &[(u8, u8)]) -> Snapshot {
+        let mut seen = std::collections::HashSet::new();
+        Snapshot(
+            rows.iter()
+                .filter(|(id, _)| seen.insert(*id))
+                .map(|(id, v)| (Arc::from(id.to_string()), Arc::new(json!({"id": id, "v": v}))))
+                .collect(),
+        )
+    }
+
+    /// The reference: every row matched by id.
+    fn naive(old: Option<&Snapshot>, new: &Snapshot) -> Option<LiveResult> {
+        if old == Some(new) {
+            return None;
+        }
+        let empty = Snapshot::default();
+        let change = net_change(
+            old.unwrap_or(&empty).0.iter().map(|(id, e)| (&**id, e)),
+            new.0.iter().map(|(id, e)| (&**id, e)),
+        );
+        Some(LiveResult { results: new.0.iter().map(|(_, e)| e.clone()).collect(), change })
+    }
+
+    fn same(a: Option<LiveResult>, b: Option<LiveResult>) -> bool {
+        match (a, b) {
+            (None, None) => true,
+            (Some(a), Some(b)) => {
+                a.results == b.results
+                    && a.change.added == b.change.added
+                    && a.change.removed == b.change.removed
+                    && a.change.updated == b.change.updated
+            }
+            _ => false,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn diff_agrees_with_matching_every_row_by_id(
+            old in proptest::collection::vec((0u8..24, 0u8..2), 0..30),
+            edits in proptest::collection::vec((0usize..40, 0u8..24, 0u8..3), 0..4),
+            unrelated in proptest::collection::vec((0u8..24, 0u8..2), 0..30),
+            independent in any::<bool>(),
+        ) {
+            let old = snapshot(&old);
+            // Mostly a few edits of the old result (what a commit does), sometimes another one.
+            let new = if independent {
+                snapshot(&unrelated)
+            } else {
+                let mut rows: Vec<(u8, u8)> =
+                    old.0.iter().map(|(id, e)| (id.parse().unwrap(), e["v"].as_u64().unwrap() as u8)).collect();
+                for (at, id, op) in edits {
+                    let at = at % (rows.len() + 1);
+                    match op {
+                        0 => rows.insert(at, (id, 0)),
+                        1 if at < rows.len() => { rows.remove(at); }
+                        _ if at < rows.len() => rows[at].1 += 1,
+                        _ => {}
+                    }
+                }
+                snapshot(&rows)
+            };
+            prop_assert!(same(diff(Some(&old), &new), naive(Some(&old), &new)));
+            prop_assert!(same(diff(None, &new), naive(None, &new)));
+        }
     }
 }
