@@ -82,7 +82,8 @@ typedef struct triplite_subscription triplite_subscription;
 
 /**
  * Called with each result: `user_data` as given, and the result as JSON, valid only during
- * the call: `{"results": [...], "added": [...], "removed": [ids], "updated": [...]}`.
+ * the call: `{"results": [...], "added": [...], "removed": [ids], "updated": [...]}`
+ * (without `"results"` for a subscription made with `{"deltas": true}`).
  */
 typedef void (*triplite_result_callback)(void *user_data, const char *result_json);
 
@@ -213,7 +214,8 @@ triplite_status triplite_client_fetch(const triplite_client *client,
  * `"fulfilled": true` once the server has answered (the last result is delivered again then,
  * if nothing newer is on its way), and `"queryId"`: the id it is registered under with the
  * server, which `query_fulfilled` and `query_failed` events name. The query is registered
- * with the server while the subscription lives; the same query subscribed twice shares it. `options_json` NULL or `{}`.
+ * with the server while the subscription lives; the same query subscribed twice shares it.
+ * `options_json`: NULL, `{}`, or `{"deltas": true}` as `triplite_db_subscribe_with_options`.
  * Free with `triplite_subscription_free`; `destroy` as `triplite_db_subscribe`.
  *
  * # Safety
@@ -586,6 +588,24 @@ triplite_status triplite_db_subscribe(const triplite_db *db,
                                       char **out_err);
 
 /**
+ * `triplite_db_subscribe` with `options_json` (NULL or `{}` for the defaults): `{"deltas":
+ * true}` leaves `results` out of every callback — only `added`, `removed` and `updated`, the
+ * first callback's `added` being the whole first result — for a caller that keeps its own
+ * copy: a callback then costs what changed, not the size of the result.
+ *
+ * # Safety
+ * As `triplite_db_subscribe`; `options_json` NULL or NUL-terminated.
+ */
+triplite_status triplite_db_subscribe_with_options(const triplite_db *db,
+                                                   const char *query_json,
+                                                   const char *options_json,
+                                                   triplite_result_callback on_result,
+                                                   void *user_data,
+                                                   triplite_destroy_callback destroy,
+                                                   triplite_subscription **out_sub,
+                                                   char **out_err);
+
+/**
  * `triplite_db_subscribe` through the session's read rules: an entity that stops being
  * readable leaves the results.
  *
@@ -599,6 +619,21 @@ triplite_status triplite_session_subscribe(const triplite_session *session,
                                            triplite_destroy_callback destroy,
                                            triplite_subscription **out_sub,
                                            char **out_err);
+
+/**
+ * `triplite_session_subscribe` with `options_json`, as `triplite_db_subscribe_with_options`.
+ *
+ * # Safety
+ * As `triplite_session_subscribe`; `options_json` NULL or NUL-terminated.
+ */
+triplite_status triplite_session_subscribe_with_options(const triplite_session *session,
+                                                        const char *query_json,
+                                                        const char *options_json,
+                                                        triplite_result_callback on_result,
+                                                        void *user_data,
+                                                        triplite_destroy_callback destroy,
+                                                        triplite_subscription **out_sub,
+                                                        char **out_err);
 
 /**
  * Ends a subscription (NULL is ignored). No callback starts after this returns: called from

@@ -7,7 +7,7 @@ use serde_json::{Value as Json, json};
 
 use super::db::{apply_ops, parse_query};
 use super::live::{
-    Foreign, Live, result_json, subscribe_with, triplite_destroy_callback, triplite_result_callback,
+    Foreign, Live, subscribe_options, subscribe_with, triplite_destroy_callback, triplite_result_callback,
     triplite_subscription,
 };
 use super::{Failure, guard, handle, json_arg, put_handle, put_json, release, text, triplite_status};
@@ -201,7 +201,8 @@ pub unsafe extern "C" fn triplite_client_fetch(
 /// `"fulfilled": true` once the server has answered (the last result is delivered again then,
 /// if nothing newer is on its way), and `"queryId"`: the id it is registered under with the
 /// server, which `query_fulfilled` and `query_failed` events name. The query is registered
-/// with the server while the subscription lives; the same query subscribed twice shares it. `options_json` NULL or `{}`.
+/// with the server while the subscription lives; the same query subscribed twice shares it.
+/// `options_json`: NULL, `{}`, or `{"deltas": true}` as `triplite_db_subscribe_with_options`.
 /// Free with `triplite_subscription_free`; `destroy` as `triplite_db_subscribe`.
 ///
 /// # Safety
@@ -222,16 +223,13 @@ pub unsafe extern "C" fn triplite_client_subscribe(
         unsafe {
             subscribe_with(query_json, on_result, user_data, destroy, out_sub, |query, foreign| {
                 let client = borrow(client)?;
-                let options = options(options_json, "options_json")?;
-                if let Some(key) = options.as_object().and_then(|o| o.keys().next()) {
-                    return Err(Error::invalid_json("options_json", format!("unknown option `{key}`")).into());
-                }
+                let options = subscribe_options(options_json)?;
                 let query_id = crate::client::query_id(&query);
                 let subscription = client.subscribe(&query, move |result| {
-                    let mut json = result_json(&result.results, &result.change);
-                    json["fulfilled"] = json!(result.fulfilled);
-                    json["queryId"] = json!(query_id);
-                    foreign.call(&json);
+                    let mut frame = options.frame(&result.results, &result.change);
+                    frame.fulfilled = Some(result.fulfilled);
+                    frame.query_id = Some(&query_id);
+                    foreign.call(&frame);
                 })?;
                 Ok(Live::Client(subscription))
             })

@@ -2,12 +2,14 @@
 
 use std::ffi::{CString, c_char, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 
-use serde_json::{Value as Json, json};
+use serde::Serialize;
+use serde_json::Value as Json;
 
 use super::db::{Actor, db_actor, parse_query, session_actor, triplite_db, triplite_session};
 use super::{Failure, Outcome, guard, json_arg, put_handle, release, triplite_status};
-use crate::live::{LiveResult, Subscription};
+use crate::live::Subscription;
 use crate::query::Query;
 
 /// A live query (of a database, a session or a client), released with
@@ -30,7 +32,8 @@ impl triplite_subscription {
 }
 
 /// Called with each result: `user_data` as given, and the result as JSON, valid only during
-/// the call: `{"results": [...], "added": [...], "removed": [ids], "updated": [...]}`.
+/// the call: `{"results": [...], "added": [...], "removed": [ids], "updated": [...]}`
+/// (without `"results"` for a subscription made with `{"deltas": true}`).
 pub type triplite_result_callback = Option<unsafe extern "C" fn(user_data: *mut c_void, result_json: *const c_char)>;
 
 /// Called once with `user_data` when no callback will be made any more.
@@ -69,9 +72,11 @@ impl<F: Copy> Foreign<F> {
 }
 
 impl Foreign {
-    /// Calls the function with JSON valid during the call; a panic stays on this side.
-    pub(super) fn call(&self, json: &Json) {
-        let text = CString::new(json.to_string()).expect("JSON has no NUL");
+    /// Calls the function with `value` as JSON, valid during the call; a panic stays on this
+    /// side.
+    pub(super) fn call(&self, value: &impl Serialize) {
+        let json = serde_json::to_string(value).expect("results always serialize");
+        let text = CString::new(json).expect("JSON has no NUL");
         // SAFETY: the caller's function with its own user data and a string valid for the call.
         let _ = catch_unwind(AssertUnwindSafe(|| unsafe { (self.function)(self.data.user_data, text.as_ptr()) }));
     }
@@ -114,6 +119,7 @@ impl Drop for UserData {
 unsafe fn subscribe(
     actor: Result<Actor, Failure>,
     query_json: *const c_char,
+    options: Result<ResultOptions, Failure>,
     on_result: triplite_result_callback,
     user_data: *mut c_void,
     destroy: triplite_destroy_callback,
@@ -122,10 +128,71 @@ unsafe fn subscribe(
     // SAFETY: forwarded contract.
     unsafe {
         subscribe_with(query_json, on_result, user_data, destroy, out_sub, |query, foreign| {
-            let subscription = actor?.subscribe(&query, move |result| foreign.call(&live_result_json(&result)))?;
+            let options = options?;
+            let subscription = actor?.subscribe(&query, move |result| {
+                foreign.call(&options.frame(&result.results, &result.change));
+            })?;
             Ok(Live::Database(subscription))
         })
     }
+}
+
+/// What a subscription's callbacks carry (`options_json` of the subscribe calls).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct ResultOptions {
+    /// `{"deltas": true}`: only `added`, `removed` and `updated`, never the whole `results`
+    /// (the first callback's `added` is the whole first result). A caller that keeps its own
+    /// copy then pays per callback for what changed, not for the size of the result.
+    deltas: bool,
+}
+
+impl ResultOptions {
+    /// Reads `options_json` (`null` or `{}` for the defaults).
+    pub(super) fn from_json(options: &Json) -> Result<Self, Failure> {
+        let invalid = |message: String| Failure::from(crate::Error::invalid_json("options_json", message));
+        let Some(object) = options.as_object() else {
+            return if options.is_null() {
+                Ok(Self::default())
+            } else {
+                Err(invalid("options must be an object".into()))
+            };
+        };
+        if let Some(key) = object.keys().find(|key| *key != "deltas") {
+            return Err(invalid(format!("unknown option `{key}`")));
+        }
+        match object.get("deltas") {
+            None | Some(Json::Bool(false)) => Ok(Self { deltas: false }),
+            Some(Json::Bool(true)) => Ok(Self { deltas: true }),
+            Some(other) => Err(invalid(format!("`deltas` must be a boolean, found {other}"))),
+        }
+    }
+
+    /// One callback's JSON, serialized straight from the shared entities.
+    pub(super) fn frame<'a>(&self, results: &'a [Arc<Json>], change: &'a crate::live::ResultChange) -> ResultFrame<'a> {
+        ResultFrame {
+            results: (!self.deltas).then_some(results),
+            added: &change.added,
+            removed: &change.removed,
+            updated: &change.updated,
+            fulfilled: None,
+            query_id: None,
+        }
+    }
+}
+
+/// `{"results", "added", "removed", "updated"}` (and a client's `"fulfilled"`, `"queryId"`).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ResultFrame<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    results: Option<&'a [Arc<Json>]>,
+    added: &'a [Arc<Json>],
+    removed: &'a [String],
+    updated: &'a [Arc<Json>],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fulfilled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_id: Option<&'a str>,
 }
 
 /// What every subscribe export shares: it takes the caller's (function, user data,
@@ -180,7 +247,34 @@ pub unsafe extern "C" fn triplite_db_subscribe(
     out_err: *mut *mut c_char,
 ) -> triplite_status {
     // SAFETY: forwarded contract.
-    guard(out_err, || unsafe { subscribe(db_actor(db), query_json, on_result, user_data, destroy, out_sub) })
+    guard(out_err, || unsafe {
+        subscribe(db_actor(db), query_json, Ok(ResultOptions::default()), on_result, user_data, destroy, out_sub)
+    })
+}
+
+/// `triplite_db_subscribe` with `options_json` (NULL or `{}` for the defaults): `{"deltas":
+/// true}` leaves `results` out of every callback — only `added`, `removed` and `updated`, the
+/// first callback's `added` being the whole first result — for a caller that keeps its own
+/// copy: a callback then costs what changed, not the size of the result.
+///
+/// # Safety
+/// As `triplite_db_subscribe`; `options_json` NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn triplite_db_subscribe_with_options(
+    db: *const triplite_db,
+    query_json: *const c_char,
+    options_json: *const c_char,
+    on_result: triplite_result_callback,
+    user_data: *mut c_void,
+    destroy: triplite_destroy_callback,
+    out_sub: *mut *mut triplite_subscription,
+    out_err: *mut *mut c_char,
+) -> triplite_status {
+    // SAFETY: forwarded contract.
+    guard(out_err, || unsafe {
+        let options = subscribe_options(options_json);
+        subscribe(db_actor(db), query_json, options, on_result, user_data, destroy, out_sub)
+    })
 }
 
 /// `triplite_db_subscribe` through the session's read rules: an entity that stops being
@@ -199,7 +293,51 @@ pub unsafe extern "C" fn triplite_session_subscribe(
     out_err: *mut *mut c_char,
 ) -> triplite_status {
     // SAFETY: forwarded contract.
-    guard(out_err, || unsafe { subscribe(session_actor(session), query_json, on_result, user_data, destroy, out_sub) })
+    guard(out_err, || unsafe {
+        subscribe(
+            session_actor(session),
+            query_json,
+            Ok(ResultOptions::default()),
+            on_result,
+            user_data,
+            destroy,
+            out_sub,
+        )
+    })
+}
+
+/// `triplite_session_subscribe` with `options_json`, as `triplite_db_subscribe_with_options`.
+///
+/// # Safety
+/// As `triplite_session_subscribe`; `options_json` NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn triplite_session_subscribe_with_options(
+    session: *const triplite_session,
+    query_json: *const c_char,
+    options_json: *const c_char,
+    on_result: triplite_result_callback,
+    user_data: *mut c_void,
+    destroy: triplite_destroy_callback,
+    out_sub: *mut *mut triplite_subscription,
+    out_err: *mut *mut c_char,
+) -> triplite_status {
+    // SAFETY: forwarded contract.
+    guard(out_err, || unsafe {
+        let options = subscribe_options(options_json);
+        subscribe(session_actor(session), query_json, options, on_result, user_data, destroy, out_sub)
+    })
+}
+
+/// A subscribe call's `options_json`, NULL for the defaults.
+///
+/// # Safety
+/// `options_json` NULL or NUL-terminated.
+pub(super) unsafe fn subscribe_options(options_json: *const c_char) -> Result<ResultOptions, Failure> {
+    if options_json.is_null() {
+        return Ok(ResultOptions::default());
+    }
+    // SAFETY: forwarded contract.
+    ResultOptions::from_json(&unsafe { json_arg(options_json, "options_json") }?)
 }
 
 /// Ends a subscription (NULL is ignored). No callback starts after this returns: called from
@@ -212,20 +350,4 @@ pub unsafe extern "C" fn triplite_session_subscribe(
 pub unsafe extern "C" fn triplite_subscription_free(sub: *mut triplite_subscription) {
     // SAFETY: forwarded contract.
     unsafe { release(sub) }
-}
-
-/// The JSON a subscription callback receives.
-fn live_result_json(result: &LiveResult) -> Json {
-    result_json(&result.results, &result.change)
-}
-
-/// `{"results", "added", "removed", "updated"}`.
-pub(super) fn result_json(results: &[std::sync::Arc<Json>], change: &crate::live::ResultChange) -> Json {
-    let list = |entities: &[std::sync::Arc<Json>]| Json::Array(entities.iter().map(|e| (**e).clone()).collect());
-    json!({
-        "results": list(results),
-        "added": list(&change.added),
-        "removed": change.removed,
-        "updated": list(&change.updated),
-    })
 }

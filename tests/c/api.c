@@ -44,6 +44,35 @@ static void on_result(void *user_data, const char *result_json) {
   pthread_mutex_unlock(&seen->lock);
 }
 
+/* A deltas-only subscription: what its callbacks added up to, and whether one held "results". */
+typedef struct {
+  pthread_mutex_t lock;
+  int added;
+  int with_results;
+} deltas_t;
+
+static void on_delta(void *user_data, const char *result_json) {
+  deltas_t *deltas = user_data;
+  pthread_mutex_lock(&deltas->lock);
+  if (strstr(result_json, "\"results\"")) deltas->with_results++;
+  /* Each added entity carries one "owner" between "added" and "removed". */
+  const char *added = strstr(result_json, "\"added\"");
+  const char *removed = strstr(result_json, "\"removed\"");
+  for (const char *p = added; p && (p = strstr(p, "\"owner\"")) && p < removed; p++) deltas->added++;
+  pthread_mutex_unlock(&deltas->lock);
+}
+
+static int wait_for_added(deltas_t *deltas, int count) {
+  for (int i = 0; i < 500; i++) {
+    pthread_mutex_lock(&deltas->lock);
+    int got = deltas->added;
+    pthread_mutex_unlock(&deltas->lock);
+    if (got == count) return 1;
+    sleep_ms(10);
+  }
+  return 0;
+}
+
 static void on_destroy(void *user_data) {
   seen_t *seen = user_data;
   pthread_mutex_lock(&seen->lock);
@@ -209,6 +238,23 @@ int main(void) {
   EXPECT(TRIPLITE_OK, NULL, triplite_db_subscribe(db, "{\"collectionName\": \"todos\"}", on_result, &all, NULL, &db_sub, &err));
   CHECK(wait_for_count(&all, 8)); /* a1, s1, w0..w4, late */
   triplite_subscription_free(db_sub);
+  /* Deltas only: the first callback adds the whole result, later ones what changed; none
+   * carries "results". Bad options are refused, and the destructor still runs. */
+  deltas_t deltas = {PTHREAD_MUTEX_INITIALIZER, 0, 0};
+  triplite_subscription *delta_sub = NULL;
+  EXPECT(TRIPLITE_OK, NULL,
+         triplite_db_subscribe_with_options(db, "{\"collectionName\": \"todos\"}", "{\"deltas\": true}", on_delta, &deltas, NULL, &delta_sub, &err));
+  CHECK(wait_for_added(&deltas, 8));
+  EXPECT(TRIPLITE_OK, NULL, triplite_db_insert(db, "todos", "{\"id\": \"delta\", \"text\": \"one more\", \"owner\": \"bob\"}", NULL, &err));
+  CHECK(wait_for_added(&deltas, 9));
+  triplite_subscription_free(delta_sub);
+  CHECK(deltas.with_results == 0);
+  seen_t refused = {PTHREAD_MUTEX_INITIALIZER, 0, -1, 0};
+  EXPECT(TRIPLITE_INVALID_JSON, "deltas",
+         triplite_db_subscribe_with_options(db, "{\"collectionName\": \"todos\"}", "{\"deltas\": 1}", on_result, &refused, on_destroy, &sub, &err));
+  EXPECT(TRIPLITE_INVALID_JSON, "unknown option",
+         triplite_db_subscribe_with_options(db, "{\"collectionName\": \"todos\"}", "{\"full\": true}", on_result, &refused, on_destroy, &sub, &err));
+  CHECK(refused.destroyed == 2);
   triplite_session_free(alice);
 
   /* The embedded server. */
