@@ -10,7 +10,7 @@ use super::live::{
     Foreign, Live, subscribe_options, subscribe_with, triplite_destroy_callback, triplite_result_callback,
     triplite_subscription,
 };
-use super::{Failure, guard, handle, json_arg, put_handle, put_json, release, text, triplite_status};
+use super::{Failure, guard, handle, json_arg, options_arg, put_handle, put_json, release, text, triplite_status};
 use crate::client::{Client, ClientOptions, Committed, FetchPolicy};
 use crate::error::Error;
 
@@ -24,21 +24,6 @@ pub struct triplite_client {
 unsafe fn borrow<'a>(client: *const triplite_client) -> Result<&'a Client, Failure> {
     // SAFETY: forwarded contract.
     Ok(&unsafe { handle(client, "client") }?.client)
-}
-
-/// An optional JSON object argument: NULL reads as `{}`.
-///
-/// # Safety
-/// `ptr` is NULL or NUL-terminated.
-unsafe fn options(ptr: *const c_char, name: &str) -> Result<Json, Failure> {
-    if ptr.is_null() {
-        return Ok(json!({}));
-    }
-    // SAFETY: forwarded contract.
-    match unsafe { json_arg(ptr, name) }? {
-        object @ Json::Object(_) => Ok(object),
-        _ => Err(Error::invalid_json(name, "expected an object").into()),
-    }
 }
 
 /// `{"<key>": output, "txId": id-or-null}`.
@@ -63,7 +48,7 @@ pub unsafe extern "C" fn triplite_client_open(
 ) -> triplite_status {
     guard(out_err, || {
         // SAFETY (all blocks): the pointers follow the documented contract.
-        let options = ClientOptions::from_json(&unsafe { options(options_json, "options_json") }?)?;
+        let options = ClientOptions::from_json(&unsafe { options_arg(options_json, "options_json") }?)?;
         let client = Client::open(options)?;
         unsafe { put_handle(out_client, triplite_client { client }, "out_client") }
     })
@@ -190,7 +175,7 @@ pub unsafe extern "C" fn triplite_client_fetch(
         // SAFETY (all blocks): the pointers follow the documented contract.
         let client = unsafe { borrow(client) }?;
         let query = parse_query(unsafe { json_arg(query_json, "query_json") }?)?;
-        let policy = FetchPolicy::from_json(&unsafe { options(options_json, "options_json") }?)?;
+        let policy = FetchPolicy::from_json(&unsafe { options_arg(options_json, "options_json") }?)?;
         let results = client.fetch(&query, policy)?;
         unsafe { put_json(out_json, &Json::Array(results), false) }
     })

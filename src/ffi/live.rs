@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 use super::db::{Actor, db_actor, parse_query, session_actor, triplite_db, triplite_session};
-use super::{Failure, Outcome, guard, json_arg, put_handle, release, triplite_status};
+use super::{Failure, Outcome, guard, json_arg, options_arg, put_handle, release, triplite_status};
 use crate::live::Subscription;
 use crate::query::Query;
 
@@ -147,20 +147,13 @@ pub(super) struct ResultOptions {
 }
 
 impl ResultOptions {
-    /// Reads `options_json` (`null` or `{}` for the defaults).
-    pub(super) fn from_json(options: &Json) -> Result<Self, Failure> {
+    /// Reads `options_json` (an object, as `options_arg` reads it: `{}` for the defaults).
+    fn from_json(options: &Json) -> Result<Self, Failure> {
         let invalid = |message: String| Failure::from(crate::Error::invalid_json("options_json", message));
-        let Some(object) = options.as_object() else {
-            return if options.is_null() {
-                Ok(Self::default())
-            } else {
-                Err(invalid("options must be an object".into()))
-            };
-        };
-        if let Some(key) = object.keys().find(|key| *key != "deltas") {
+        if let Some(key) = options.as_object().into_iter().flat_map(|o| o.keys()).find(|key| *key != "deltas") {
             return Err(invalid(format!("unknown option `{key}`")));
         }
-        match object.get("deltas") {
+        match options.get("deltas") {
             None | Some(Json::Bool(false)) => Ok(Self { deltas: false }),
             Some(Json::Bool(true)) => Ok(Self { deltas: true }),
             Some(other) => Err(invalid(format!("`deltas` must be a boolean, found {other}"))),
@@ -246,10 +239,19 @@ pub unsafe extern "C" fn triplite_db_subscribe(
     out_sub: *mut *mut triplite_subscription,
     out_err: *mut *mut c_char,
 ) -> triplite_status {
-    // SAFETY: forwarded contract.
-    guard(out_err, || unsafe {
-        subscribe(db_actor(db), query_json, Ok(ResultOptions::default()), on_result, user_data, destroy, out_sub)
-    })
+    // SAFETY: forwarded contract; no options are the defaults.
+    unsafe {
+        triplite_db_subscribe_with_options(
+            db,
+            query_json,
+            std::ptr::null(),
+            on_result,
+            user_data,
+            destroy,
+            out_sub,
+            out_err,
+        )
+    }
 }
 
 /// `triplite_db_subscribe` with `options_json` (NULL or `{}` for the defaults): `{"deltas":
@@ -293,17 +295,18 @@ pub unsafe extern "C" fn triplite_session_subscribe(
     out_err: *mut *mut c_char,
 ) -> triplite_status {
     // SAFETY: forwarded contract.
-    guard(out_err, || unsafe {
-        subscribe(
-            session_actor(session),
+    unsafe {
+        triplite_session_subscribe_with_options(
+            session,
             query_json,
-            Ok(ResultOptions::default()),
+            std::ptr::null(),
             on_result,
             user_data,
             destroy,
             out_sub,
+            out_err,
         )
-    })
+    }
 }
 
 /// `triplite_session_subscribe` with `options_json`, as `triplite_db_subscribe_with_options`.
@@ -333,11 +336,8 @@ pub unsafe extern "C" fn triplite_session_subscribe_with_options(
 /// # Safety
 /// `options_json` NULL or NUL-terminated.
 pub(super) unsafe fn subscribe_options(options_json: *const c_char) -> Result<ResultOptions, Failure> {
-    if options_json.is_null() {
-        return Ok(ResultOptions::default());
-    }
     // SAFETY: forwarded contract.
-    ResultOptions::from_json(&unsafe { json_arg(options_json, "options_json") }?)
+    ResultOptions::from_json(&unsafe { options_arg(options_json, "options_json") }?)
 }
 
 /// Ends a subscription (NULL is ignored). No callback starts after this returns: called from

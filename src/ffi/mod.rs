@@ -149,6 +149,21 @@ pub(crate) unsafe fn json_arg(ptr: *const c_char, name: &str) -> Result<Json, Fa
     serde_json::from_str(raw).map_err(|e| Error::invalid_json(name, e).into())
 }
 
+/// An optional JSON object argument: NULL reads as `{}`.
+///
+/// # Safety
+/// `ptr` is NULL or NUL-terminated.
+pub(crate) unsafe fn options_arg(ptr: *const c_char, name: &str) -> Result<Json, Failure> {
+    if ptr.is_null() {
+        return Ok(Json::Object(serde_json::Map::new()));
+    }
+    // SAFETY: forwarded contract.
+    match unsafe { json_arg(ptr, name) }? {
+        object @ Json::Object(_) => Ok(object),
+        _ => Err(Error::invalid_json(name, "expected an object").into()),
+    }
+}
+
 /// Writes a JSON result to an out-parameter; a NULL `out` discards it when `optional`.
 ///
 /// # Safety
