@@ -200,6 +200,42 @@ fn roles_or_bypass_open_collections_and_missing_claims() {
 }
 
 #[test]
+fn a_read_rule_narrows_by_index_like_the_querys_own_filter() {
+    // Only the rule says `owner = me`: it must pick the owner index, not scan everything.
+    let rule = json!({"filter": [["owner", "=", "$role.userId"]]});
+    let db = Database::builder()
+        .schema(
+            Schema::from_json(&json!({
+                "roles": {"user": {"match": {"sub": "$userId"}}, "admin": {"match": {"role": "admin"}}},
+                "collections": {"todos": {
+                    "schema": {"type": "record", "properties": {"id": {"type": "string"}, "owner": {"type": "string"}, "n": {"type": "number"}}},
+                    "indexes": [["owner", "n"]],
+                    "permissions": {"user": {"read": rule}, "admin": {"read": {"filter": [true]}}}
+                }}
+            }))
+            .unwrap(),
+        )
+        .open_in_memory()
+        .unwrap();
+    db.transact(|tx| {
+        for i in 0..200 {
+            tx.insert("todos", json!({"id": format!("t{i:03}"), "owner": format!("u{}", i % 4), "n": i}))?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    let latest = Query::new("todos").order("n", triplite::Direction::Desc).limit(5);
+    let user = db.session_from_claims(json!({"sub": "u1"})).unwrap();
+    let plan = user.explain(&latest).unwrap();
+    assert_eq!((plan.access.as_str(), plan.rows_read, plan.ordered_by_index), ("index (owner, n)", 5, true));
+    assert_eq!(ids(&user.fetch(&latest).unwrap()), ["t197", "t193", "t189", "t185", "t181"]);
+    // Two roles are an `or`: neither rule alone narrows, and the answer is still right.
+    let both = db.session_from_claims(json!({"sub": "u1", "role": "admin"})).unwrap();
+    assert_eq!(both.explain(&latest).unwrap().access, "scan");
+    assert_eq!(ids(&both.fetch(&latest).unwrap()), ["t199", "t198", "t197", "t196", "t195"]);
+}
+
+#[test]
 fn forged_tokens_get_no_session() {
     let db = open(true);
     let forged = mint_dev_token("not-the-secret", DevTokenKind::Secret, "p").unwrap();

@@ -32,7 +32,10 @@ struct Bound<'q> {
 fn bounds<'q>(conditions: &'q [Condition], resolve: &dyn Fn(&Operand) -> Option<Json>, out: &mut Vec<Bound<'q>>) {
     for condition in conditions {
         match condition {
+            // A permission rule is an `or` of the session's roles' filters: with one role, its
+            // filter must hold, so its conditions narrow the candidates like the query's own.
             Condition::All(inner) => bounds(inner, resolve, out),
+            Condition::Any(inner) if inner.len() == 1 => bounds(inner, resolve, out),
             Condition::Compare { path, op, operand, on_set: false, .. } => {
                 if let Some(value) = resolve(operand) {
                     out.push(Bound { path: path.join("."), op: *op, value, _condition: condition });
