@@ -81,3 +81,28 @@ fn sigkill_mid_write_keeps_every_reported_commit() {
     // And the database takes new writes.
     db.insert("items", json!({"id": "after"})).unwrap();
 }
+
+#[test]
+fn concurrent_writers_with_full_durability_keep_every_commit_and_feed_live_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("full.db");
+    let db = Database::builder().durability(triplite::Durability::Full).open(&path).unwrap();
+    let live = db.subscribe(&triplite::Query::new("items")).unwrap();
+    std::thread::scope(|scope| {
+        for writer in 0..16 {
+            let db = &db;
+            scope.spawn(move || {
+                for i in 0..50 {
+                    db.insert("items", json!({"id": format!("w{writer}-{i}"), "n": i})).unwrap();
+                }
+            });
+        }
+    });
+    db.flush_subscriptions();
+    let latest = std::iter::from_fn(|| live.recv_timeout(Duration::from_millis(200))).last().unwrap();
+    assert_eq!(latest.results.len(), 800, "every durable commit reaches the live query");
+    drop(live);
+    drop(db);
+    let reopened = Database::open(&path).unwrap();
+    assert_eq!(reopened.fetch(&triplite::Query::new("items")).unwrap().len(), 800);
+}

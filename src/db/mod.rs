@@ -24,8 +24,8 @@ use crate::permissions::{Principal, default_roles, match_roles, normalize_claims
 use crate::query::{Explain, Filter, Query, Variables};
 use crate::schema::{Schema, SchemaChange};
 use crate::store::{
-    Access, Backend, Changes, Clock, Durability, HybridClock, MemoryBackend, Readers, SqliteBackend, Store,
-    SystemClock, Timestamp,
+    Access, Backend, Changes, Clock, Durability, GroupCommit, HybridClock, MemoryBackend, Readers, SqliteBackend,
+    Store, SystemClock, Timestamp,
 };
 
 const META_SCHEMA: &str = "schema";
@@ -54,6 +54,9 @@ struct Shared {
     /// The clock when the last commit finished (its live queries updated): a checkpoint that
     /// every change a sync feed has seen is stamped at or before.
     committed: Mutex<Option<Timestamp>>,
+    /// With [`Durability::Full`] on a file: commits wait here, outside the store, for the
+    /// sync that makes them durable.
+    group_commit: Option<GroupCommit>,
 }
 
 impl Shared {
@@ -163,19 +166,21 @@ impl DatabaseBuilder {
     pub fn open(self, path: impl AsRef<Path>) -> Result<Database> {
         let path = path.as_ref();
         let cache_mib = self.cache_mib.unwrap_or(32);
-        let backend = SqliteBackend::open(path, self.durability, cache_mib)?;
+        let backend = SqliteBackend::open(path, cache_mib)?;
+        let in_memory = path.as_os_str() == ":memory:";
+        let group_commit = (self.durability == Durability::Full && !in_memory).then(|| GroupCommit::new(path));
         // `:memory:` names a new, empty database on every connection: no readers there.
-        let count = if path.as_os_str() == ":memory:" { 0 } else { self.read_connections.unwrap_or(2) };
+        let count = if in_memory { 0 } else { self.read_connections.unwrap_or(2) };
         let reader = || Ok(Store::new(Box::new(SqliteBackend::open_reader(path, (cache_mib / 4).max(1))?)));
         let readers = (0..count).map(|_| reader()).collect::<Result<Vec<Store>>>()?;
         let readers = (!readers.is_empty()).then(|| Readers::new(readers));
         let live_reader = if count > 0 { Some(reader()?) } else { None };
-        self.build(Box::new(backend), readers, live_reader)
+        self.build(Box::new(backend), readers, live_reader, group_commit)
     }
 
     /// Opens a database that lives in memory only.
     pub fn open_in_memory(self) -> Result<Database> {
-        self.build(Box::new(MemoryBackend::default()), None, None)
+        self.build(Box::new(MemoryBackend::default()), None, None, None)
     }
 
     fn build(
@@ -183,6 +188,7 @@ impl DatabaseBuilder {
         mut backend: Box<dyn Backend>,
         readers: Option<Readers>,
         live_reader: Option<Store>,
+        group_commit: Option<GroupCommit>,
     ) -> Result<Database> {
         let verifier = Verifier::new(&self.auth)?;
         let client_id = match self.client_id {
@@ -223,6 +229,7 @@ impl DatabaseBuilder {
                 verifier,
                 live: Arc::default(),
                 committed: Mutex::new(Some(committed)),
+                group_commit,
             }),
         };
         if let Some(schema) = self.schema {
@@ -359,14 +366,21 @@ impl Database {
             guard.store.backend().write_meta(META_CLOCK, &latest.sort_key())?;
         }
         guard.store.backend().commit()?;
+        let ticket = self.shared.group_commit.as_ref().map(GroupCommit::committed);
         guard.armed = false;
         drop(guard);
         // Every write committed so far is stamped at or before this, and no other is (the
         // next transaction starts only once the store is free).
         let checkpoint = self.shared.clock.current();
+        // Live queries see the commit once it is durable, as the writer does. A failed sync
+        // is the writer's error, but the commit is in the store: its queries still hear of it.
+        let durable = match (&self.shared.group_commit, ticket) {
+            (Some(group), Some(ticket)) => group.wait(ticket),
+            _ => Ok(()),
+        };
         let touched = if capture { touched } else { Vec::new() };
         self.shared.fanout.committed(&self.shared, touched, checkpoint);
-        Ok(output)
+        durable.map(|()| output)
     }
 
     /// Inserts one document; see [`Transaction::insert`].

@@ -7,6 +7,7 @@
 
 mod changes;
 mod document;
+mod group_commit;
 mod hlc;
 mod memory;
 mod readers;
@@ -14,6 +15,7 @@ mod sqlite;
 mod state;
 
 pub use changes::{Changes, CollectionChanges};
+pub(crate) use group_commit::GroupCommit;
 pub use hlc::{Clock, HybridClock, SystemClock, Timestamp};
 pub use sqlite::Durability;
 

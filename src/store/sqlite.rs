@@ -40,7 +40,9 @@ pub enum Durability {
     /// killed at any moment; the last commits may be lost if the whole machine loses power.
     #[default]
     Normal,
-    /// `synchronous=FULL`: every commit is on disk before it returns, surviving power loss.
+    /// Every commit is on disk before it returns, surviving power loss: the write-ahead log
+    /// is synced after each commit, one sync shared by the commits made while the previous
+    /// one ran (group commit: concurrent writers do not queue behind each other's syncs).
     Full,
 }
 
@@ -168,17 +170,15 @@ pub(crate) struct SqliteBackend {
 
 impl SqliteBackend {
     /// Opens (creating if needed) a database file, with a page cache of `cache_mib` MiB.
-    pub(crate) fn open(path: &Path, durability: Durability, cache_mib: u32) -> Result<Self> {
+    /// Commits write the log without syncing it (`synchronous=NORMAL`); with
+    /// [`Durability::Full`] the database syncs it after each commit ([`super::GroupCommit`]).
+    pub(crate) fn open(path: &Path, cache_mib: u32) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        let sync = match durability {
-            Durability::Normal => "NORMAL",
-            Durability::Full => "FULL",
-        };
-        conn.pragma_update(None, "synchronous", sync)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         let mut backend = Self::configure(conn, cache_mib)?;
         backend.migrate()?;
         backend.load_indexes()?;
