@@ -43,6 +43,8 @@ function acknowledged(c, wanted) {
       if (m.type === 'ERROR') console.error('ERROR', JSON.stringify(m.payload).slice(0, 300));
     });
     const check = async () => {
+      // The client builds its local database asynchronously after the constructor returns.
+      if (!c.db?.entityStore) return setTimeout(check, 1);
       const empty = (await c.db.entityStore.doubleBuffer.getLockedBuffer().isEmpty(c.db.kv))
         && (await c.db.entityStore.doubleBuffer.getUnlockedBuffer().isEmpty(c.db.kv));
       if (acks >= wanted && empty && !c.syncEngine.syncInProgress) return resolve();

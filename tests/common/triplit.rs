@@ -44,6 +44,16 @@ pub struct RealTriplit {
 impl RealTriplit {
     /// Serves `schema` (Triplit's JSON form) in memory, verifying tokens with `jwt_secret`.
     pub fn start(schema: &serde_json::Value, jwt_secret: &str, dir: &Path) -> RealTriplit {
+        Self::start_on(schema, jwt_secret, dir, None)
+    }
+
+    /// [`RealTriplit::start`] on Triplit's SQLite storage in `sqlite_file`, or in memory.
+    pub fn start_on(
+        schema: &serde_json::Value,
+        jwt_secret: &str,
+        dir: &Path,
+        sqlite_file: Option<&Path>,
+    ) -> RealTriplit {
         let harness = harness();
         let schema_file = dir.join("triplit-schema.json");
         std::fs::write(&schema_file, schema.to_string()).unwrap();
@@ -52,7 +62,8 @@ impl RealTriplit {
             .arg("server.mjs")
             .env("PORT", port.to_string())
             .env("JWT_SECRET", jwt_secret)
-            .env("STORAGE", "memory")
+            .env("STORAGE", if sqlite_file.is_some() { "sqlite" } else { "memory" })
+            .env("LOCAL_DATABASE_URL", sqlite_file.unwrap_or(Path::new("")))
             .env("SCHEMA_FILE", &schema_file)
             .current_dir(&harness)
             .stdout(Stdio::piped())
@@ -74,6 +85,11 @@ impl RealTriplit {
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's process (node itself), for its memory figures.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
