@@ -15,32 +15,78 @@ use crate::value::sort_key;
 /// One secondary index: entries ordered by the columns' keys, then id.
 struct MemoryIndex {
     columns: Vec<Vec<String>>,
-    entries: BTreeSet<(Vec<Vec<u8>>, Arc<str>)>,
+    entries: BTreeSet<(Box<[u8]>, Arc<str>)>,
+}
+
+/// Ends one column's key in a composite key. Zero bytes inside a key are escaped
+/// (`ESCAPED_ZERO`), so the terminator sorts before anything that continues the key: the
+/// composite's byte order is the order of its columns' keys, first column first, and one
+/// allocation holds every column (a row's index entry, not one allocation per column).
+const TERMINATOR: [u8; 2] = [0x00, 0x01];
+const ESCAPED_ZERO: [u8; 2] = [0x00, 0xFF];
+
+fn push_component(out: &mut Vec<u8>, key: &[u8]) {
+    for &byte in key {
+        match byte {
+            0 => out.extend_from_slice(&ESCAPED_ZERO),
+            _ => out.push(byte),
+        }
+    }
+    out.extend_from_slice(&TERMINATOR);
+}
+
+/// The first column key in `composite` (unescaped), and what follows it.
+fn split_component(composite: &[u8]) -> (Vec<u8>, &[u8]) {
+    let mut key = Vec::with_capacity(composite.len());
+    let mut at = 0;
+    while at < composite.len() {
+        match (composite[at], composite.get(at + 1)) {
+            (0, Some(&0x01)) => return (key, &composite[at + 2..]),
+            (0, _) => {
+                key.push(0);
+                at += 2;
+            }
+            (byte, _) => {
+                key.push(byte);
+                at += 1;
+            }
+        }
+    }
+    (key, &[])
 }
 
 impl MemoryIndex {
-    fn keys(&self, doc: &Document) -> Vec<Vec<u8>> {
-        self.columns.iter().map(|path| sort_key(lookup_path(doc, path))).collect()
+    fn key(&self, doc: &Document) -> Box<[u8]> {
+        let mut key = Vec::new();
+        for path in &self.columns {
+            push_component(&mut key, &sort_key(lookup_path(doc, path)));
+        }
+        key.into_boxed_slice()
     }
 
     /// The ids in `range`, in index order (reversed when descending).
     fn ids(&self, range: &IndexRange) -> Vec<String> {
-        let eq = range.equal.len();
-        let within = |keys: &Vec<Vec<u8>>| {
-            if keys[..eq] != range.equal[..] {
-                return false;
+        let mut prefix = Vec::new();
+        for key in &range.equal {
+            push_component(&mut prefix, key);
+        }
+        let within = |rest: &[u8]| {
+            if rest.is_empty() {
+                return true;
             }
-            let Some(next) = keys.get(eq) else { return true };
-            let above = range.lower.as_ref().is_none_or(|(k, inclusive)| if *inclusive { next >= k } else { next > k });
-            let below = range.upper.as_ref().is_none_or(|(k, inclusive)| if *inclusive { next <= k } else { next < k });
+            let (next, _) = split_component(rest);
+            let above =
+                range.lower.as_ref().is_none_or(|(k, inclusive)| if *inclusive { next >= *k } else { next > *k });
+            let below =
+                range.upper.as_ref().is_none_or(|(k, inclusive)| if *inclusive { next <= *k } else { next < *k });
             above && below
         };
-        let start = (range.equal.clone(), Arc::<str>::from(""));
+        let start = (prefix.clone().into_boxed_slice(), Arc::<str>::from(""));
         let mut ids: Vec<String> = self
             .entries
             .range(start..)
-            .take_while(|(keys, _)| keys[..eq] == range.equal[..])
-            .filter(|(keys, _)| within(keys))
+            .take_while(|(key, _)| key.starts_with(&prefix))
+            .filter(|(key, _)| within(&key[prefix.len()..]))
             .map(|(_, id)| id.to_string())
             .collect();
         if range.descending {
@@ -139,10 +185,10 @@ impl MemoryBackend {
         };
         for index in self.indexes.get_mut(collection).into_iter().flatten() {
             if let Some(previous) = previous.as_ref().and_then(|r| r.doc.as_ref()) {
-                index.entries.remove(&(index.keys(previous), id.clone()));
+                index.entries.remove(&(index.key(previous), id.clone()));
             }
             if let Some(doc) = &doc {
-                index.entries.insert((index.keys(doc), id.clone()));
+                index.entries.insert((index.key(doc), id.clone()));
             }
         }
         if let Some(undo) = &mut self.undo {
@@ -261,7 +307,7 @@ impl Backend for MemoryBackend {
             };
             for (id, row) in self.tables.get(collection).into_iter().flatten() {
                 if let Some(doc) = &row.doc {
-                    index.entries.insert((index.keys(doc), id.clone()));
+                    index.entries.insert((index.key(doc), id.clone()));
                 }
             }
             built.push(index);
@@ -300,5 +346,36 @@ impl Backend for MemoryBackend {
     fn scan_meta(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
         let entries = self.meta.range(prefix.to_owned()..).take_while(|(key, _)| key.starts_with(prefix));
         Ok(entries.map(|(key, value)| (key.clone(), value.clone())).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn composite(keys: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for key in keys {
+            push_component(&mut out, key);
+        }
+        out
+    }
+
+    proptest! {
+        /// Byte order of composite keys is the order of their column keys (zero bytes and
+        /// keys that are prefixes of others included), and each column reads back.
+        #[test]
+        fn composite_keys_order_as_their_columns(
+            a in prop::collection::vec(prop::collection::vec(prop::sample::select(vec![0u8, 1, 2, 0xFF]), 0..4), 2),
+            b in prop::collection::vec(prop::collection::vec(prop::sample::select(vec![0u8, 1, 2, 0xFF]), 0..4), 2),
+        ) {
+            prop_assert_eq!(composite(&a).cmp(&composite(&b)), a.cmp(&b));
+            let encoded = composite(&a);
+            let (first, rest) = split_component(&encoded);
+            prop_assert_eq!(&first, &a[0]);
+            prop_assert_eq!(split_component(rest).0, a[1].clone());
+        }
     }
 }
