@@ -233,25 +233,37 @@ impl View {
             self.rerun(exec)?;
             return Ok(true);
         }
-        let mut dirty = BTreeSet::new();
-        if !root_changes.is_empty() && !self.place(exec, &root_changes, &mut dirty)? {
+        let mut placed = false;
+        if !root_changes.is_empty() && !self.place(exec, &root_changes, &mut placed)? {
             self.rerun(exec)?;
             return Ok(true);
         }
+        // Placed rows have their output; a change elsewhere may change any row's includes.
         let includes_changed = others_changed || self.deps.read_collections.contains(&self.deps.root);
-        for at in 0..self.rows.len() {
-            let row = &self.rows[at];
-            if includes_changed || dirty.contains(&*row.id) {
+        if includes_changed {
+            for at in 0..self.rows.len() {
+                let row = &self.rows[at];
                 let out = self.row_output(exec, &row.id, &row.doc)?;
                 self.rows[at].out = out;
             }
         }
-        Ok(includes_changed || !dirty.is_empty())
+        Ok(includes_changed || placed)
+    }
+
+    /// Where the row of entity `id` is, if it is a member: found by the order of its version
+    /// before the change (which the row holds), not by reading every row.
+    fn position(&self, exec: &Executor, id: &str, before: Option<&SharedDoc>) -> Result<Option<usize>> {
+        // An entity that did not exist is no member.
+        let Some(before) = before else { return Ok(None) };
+        let order = exec.order_values(&self.query, before)?;
+        let at =
+            self.rows.partition_point(|r| compare_rows(&self.query, (&r.order, &r.id), (&order, id)) == Ordering::Less);
+        Ok(self.rows.get(at).filter(|r| *r.id == *id).map(|_| at))
     }
 
     /// Places changed root entities in the result. Returns `false` when the window cannot be
     /// completed from memory (a member of a full `limit` window left it).
-    fn place(&mut self, exec: &Executor, changes: &[&Change], dirty: &mut BTreeSet<String>) -> Result<bool> {
+    fn place(&mut self, exec: &Executor, changes: &[&Change], placed: &mut bool) -> Result<bool> {
         let limit = self.query.limit;
         // When the window is full, everything outside it sorts after its last row: an entity
         // that now sorts after that boundary stays out, and a member that moves there leaves.
@@ -260,10 +272,10 @@ impl View {
             _ => None,
         };
         for change in changes {
-            let member = self.rows.iter().position(|r| *r.id == *change.id);
+            let member = self.position(exec, &change.id, change.before.as_ref())?;
             if let Some(at) = member {
                 self.rows.remove(at);
-                dirty.insert(change.id.clone());
+                *placed = true;
             }
             let accepted = match &change.after {
                 Some(doc) if exec.accepts(&self.query, doc)? => Some(doc),
@@ -292,9 +304,10 @@ impl View {
             let at = self.rows.partition_point(|r| {
                 compare_rows(&self.query, (&r.order, &r.id), (&order, &change.id)) == Ordering::Less
             });
-            let row = LiveRow { id: change.id.as_str().into(), order, doc: doc.clone(), out: Vec::new() };
+            let out = self.row_output(exec, &change.id, doc)?;
+            let row = LiveRow { id: change.id.as_str().into(), order, doc: doc.clone(), out };
             self.rows.insert(at, row);
-            dirty.insert(change.id.clone());
+            *placed = true;
         }
         if let Some(limit) = limit {
             self.rows.truncate(limit);
