@@ -102,13 +102,21 @@ for (const count of live) {
       }, (e) => { throw e; }, admin));
     }
   });
-  await db.updateQueryViews(); db.broadcastToQuerySubscribers();
-  await started;
+  // Subscriptions register asynchronously: refresh the views until every first result is in.
+  let settled = false;
+  started.then(() => { settled = true; });
+  for (let tries = 0; !settled; tries++) {
+    if (tries === 6000) throw new Error(`only ${initial} of ${holding} subscriptions answered in 60 s`);
+    await db.updateQueryViews(); db.broadcastToQuerySubscribers();
+    await new Promise((r) => setTimeout(r, 10));
+  }
   const samples = await timed(runs, async (k) => {
     const doc = { ...todo(single++), owner: 'user-0', completed: false, created_at: new Date(2_000_000_000_000 + k) };
     const arrived = new Promise((resolve) => { waiting = { id: doc.id, resolve }; });
     await db.insert('todos', doc, admin);
+    const late = setTimeout(() => { console.error(`write ${k} did not reach its subscription in 10 s`); process.exit(4); }, 10000);
     await arrived;
+    clearTimeout(late);
   });
   subs.forEach((unsubscribe) => unsubscribe());
   emit('live query: write → callback, by subscriptions open', samples, 'ms', count);
