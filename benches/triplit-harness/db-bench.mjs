@@ -86,7 +86,11 @@ emit('single-entity transaction', await timed(runs * 10, async () => {
 
 // Live queries on a database of `size` todos: `count` subscriptions, each to its own owner's
 // window; a write into owner 0's window, until its callback has it.
+// Each count on a fresh database, as on the Rust side (here the same query subscribed again
+// after an unsubscribe is not updated by later writes).
 for (const count of live) {
+  const db = await open();
+  await load(db);
   const subs = [];
   let waiting = null;
   let initial = 0;
@@ -118,7 +122,7 @@ for (const count of live) {
     await arrived;
     clearTimeout(late);
   });
-  subs.forEach((unsubscribe) => unsubscribe());
+  await Promise.all(subs.map((unsubscribe) => unsubscribe()));
   emit('live query: write → callback, by subscriptions open', samples, 'ms', count);
 }
 for (const f of fs.readdirSync(process.env.DATA_DIR)) if (f.startsWith(`triplit-${process.pid}-`)) fs.rmSync(path.join(process.env.DATA_DIR, f), { force: true });
