@@ -60,6 +60,12 @@ struct Shared {
 }
 
 impl Shared {
+    /// Waits, holding the store, until a commit made outside a transaction (the schema, a
+    /// checkpoint) is durable; transactions wait after releasing the store instead.
+    fn sync_commit(&self) -> Result<()> {
+        self.group_commit.as_ref().map_or(Ok(()), |group| group.wait(group.committed()))
+    }
+
     /// Moves the sync checkpoint forward to a commit whose live queries are up to date.
     fn advance_checkpoint(&self, checkpoint: Timestamp) {
         let mut committed = self.committed.lock();
@@ -202,6 +208,9 @@ impl DatabaseBuilder {
                     backend.begin()?;
                     backend.write_meta(META_CLIENT_ID, id.as_bytes())?;
                     backend.commit()?;
+                    if let Some(group) = &group_commit {
+                        group.wait(group.committed())?;
+                    }
                     id
                 }
             },
@@ -298,6 +307,7 @@ impl Database {
             backend.rollback();
             return Err(e);
         }
+        self.shared.sync_commit()?;
         let schema = Arc::new(schema);
         *schema_slot = Some(schema.clone());
         drop(schema_slot);
@@ -330,6 +340,7 @@ impl Database {
             backend.rollback();
             return Err(e);
         }
+        self.shared.sync_commit()?;
         *self.shared.schema.write() = None;
         self.views_follow_schema(store.backend(), None);
         Ok(())
@@ -372,15 +383,16 @@ impl Database {
         // Every write committed so far is stamped at or before this, and no other is (the
         // next transaction starts only once the store is free).
         let checkpoint = self.shared.clock.current();
-        // Live queries see the commit once it is durable, as the writer does. A failed sync
-        // is the writer's error, but the commit is in the store: its queries still hear of it.
-        let durable = match (&self.shared.group_commit, ticket) {
-            (Some(group), Some(ticket)) => group.wait(ticket),
-            _ => Ok(()),
-        };
         let touched = if capture { touched } else { Vec::new() };
+        // Handed to the live queries under the store lock, so they get commits in order.
         self.shared.fanout.committed(&self.shared, touched, checkpoint);
-        durable.map(|()| output)
+        drop(store);
+        // Acknowledged once durable; the store is free meanwhile, so the commits made while
+        // this sync runs share the next one.
+        if let (Some(group), Some(ticket)) = (&self.shared.group_commit, ticket) {
+            group.wait(ticket)?;
+        }
+        Ok(output)
     }
 
     /// Inserts one document; see [`Transaction::insert`].
@@ -543,6 +555,8 @@ impl Database {
             backend.rollback();
             return None;
         }
+        // No write may ever be stamped at or before a checkpoint handed out: it must survive.
+        self.shared.sync_commit().ok()?;
         self.shared.advance_checkpoint(checkpoint.clone());
         Some(checkpoint)
     }

@@ -258,7 +258,12 @@ impl View {
         let order = exec.order_values(&self.query, before)?;
         let at =
             self.rows.partition_point(|r| compare_rows(&self.query, (&r.order, &r.id), (&order, id)) == Ordering::Less);
-        Ok(self.rows.get(at).filter(|r| *r.id == *id).map(|_| at))
+        if self.rows.get(at).is_some_and(|r| *r.id == *id) {
+            return Ok(Some(at));
+        }
+        // Rows an index served come in its key order, where keys only tag records and arrays:
+        // those may not be sorted by their full values.
+        Ok(self.rows.iter().position(|r| *r.id == *id))
     }
 
     /// Places changed root entities in the result. Returns `false` when the window cannot be

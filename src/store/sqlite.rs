@@ -43,6 +43,8 @@ pub enum Durability {
     /// Every commit is on disk before it returns, surviving power loss: the write-ahead log
     /// is synced after each commit, one sync shared by the commits made while the previous
     /// one ran (group commit: concurrent writers do not queue behind each other's syncs).
+    /// Readers and live queries may see a commit while its sync runs, before it returns; a
+    /// power loss then can undo only what was never acknowledged.
     Full,
 }
 
