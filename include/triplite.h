@@ -590,8 +590,10 @@ triplite_status triplite_db_subscribe(const triplite_db *db,
 /**
  * `triplite_db_subscribe` with `options_json` (NULL or `{}` for the defaults): `{"deltas":
  * true}` leaves `results` out of every callback — only `added`, `removed` and `updated`, the
- * first callback's `added` being the whole first result — for a caller that keeps its own
- * copy: a callback then costs what changed, not the size of the result.
+ * first callback's `added` being the whole first result, later ones coming only when
+ * something changed — for a caller that keeps its own copy: a commit then costs what it
+ * changed, not the size of the result. Entities come in the order their rows changed; a
+ * caller that shows the query's order places them itself.
  *
  * # Safety
  * As `triplite_db_subscribe`; `options_json` NULL or NUL-terminated.

@@ -347,6 +347,50 @@ fn a_slow_consumer_receives_one_result_with_the_net_change() {
 }
 
 #[test]
+fn a_changes_subscription_receives_what_each_commit_changed_and_nothing_else() {
+    for backend in backends() {
+        let (name, db) = (backend.name, backend.open(Some(schema())));
+        for n in 0..3 {
+            db.insert("todos", todo(&format!("t{n}"), "alice", n)).unwrap();
+        }
+        let (sender, calls) = crossbeam_channel::unbounded::<triplite::ResultChange>();
+        let query = Query::new("todos").filter("owner", "=", "alice").order("n", Direction::Asc);
+        let _sub = db.subscribe_changes(&query, move |change| sender.send(change).unwrap()).unwrap();
+        let next = || {
+            db.flush_subscriptions();
+            calls.recv_timeout(WAIT).expect("a call within the wait")
+        };
+        let first = next();
+        assert_eq!(ids(&first.added), ["t0", "t1", "t2"], "{name}: the first call adds the whole result, in order");
+        db.insert("todos", todo("t3", "alice", 3)).unwrap();
+        assert_eq!(ids(&next().added), ["t3"], "{name}");
+        db.update("todos", "t1", json!({"text": "changed"})).unwrap();
+        let change = next();
+        assert_eq!((ids(&change.updated), change.added.len(), change.removed.len()), (vec!["t1"], 0, 0), "{name}");
+        assert_eq!(change.updated[0]["text"], "changed");
+        db.update("todos", "t2", json!({"owner": "bob"})).unwrap();
+        assert_eq!(next().removed, ["t2"], "{name}: leaving the filter is a removal");
+        // Writes that change nothing this query returns make no call.
+        db.insert("todos", todo("b1", "bob", 9)).unwrap();
+        db.update("todos", "t0", json!({"text": "todo t0"})).unwrap();
+        db.delete("todos", "t3").unwrap();
+        let change = next();
+        assert_eq!(
+            (change.removed, change.added.len(), change.updated.len()),
+            (vec!["t3".to_string()], 0, 0),
+            "{name}"
+        );
+        // An empty result is still delivered first.
+        let (sender, calls) = crossbeam_channel::unbounded::<triplite::ResultChange>();
+        let _empty = db.subscribe_changes(&Query::new("todos").filter("owner", "=", "nobody"), move |change| {
+            sender.send(change).unwrap()
+        });
+        db.flush_subscriptions();
+        assert!(calls.recv_timeout(WAIT).unwrap().is_empty(), "{name}");
+    }
+}
+
+#[test]
 fn callbacks_run_on_the_delivery_thread_in_commit_order_without_blocking_writers() {
     for backend in backends() {
         let db = backend.open(Some(schema()));
@@ -615,14 +659,80 @@ fn shapes() -> Vec<Query> {
     ]
 }
 
+/// A consumer's own copy of a result, kept from changes only (`subscribe_changes`).
+#[derive(Default)]
+struct OwnCopy {
+    rows: std::collections::BTreeMap<String, Json>,
+    calls: usize,
+    /// A call after the first that changed nothing.
+    empty_calls: usize,
+}
+
+impl OwnCopy {
+    fn follow(copy: &SharedCopy) -> impl FnMut(triplite::ResultChange) + Send + 'static {
+        let copy = copy.clone();
+        move |change| {
+            let mut copy = copy.lock().unwrap();
+            if copy.calls > 0 && change.is_empty() {
+                copy.empty_calls += 1;
+            }
+            copy.calls += 1;
+            for id in &change.removed {
+                assert!(copy.rows.remove(id).is_some(), "{id} left, but was not in the result");
+            }
+            for entity in &change.added {
+                let id = entity["id"].as_str().unwrap().to_owned();
+                assert!(copy.rows.insert(id, (**entity).clone()).is_none(), "{entity} entered twice");
+            }
+            for entity in &change.updated {
+                let id = entity["id"].as_str().unwrap().to_owned();
+                assert!(copy.rows.insert(id, (**entity).clone()).is_some(), "{entity} changed outside the result");
+            }
+        }
+    }
+
+    fn check(&self, fresh: &[Json]) -> Result<(), TestCaseError> {
+        let by_id: std::collections::BTreeMap<String, Json> =
+            fresh.iter().map(|e| (e["id"].as_str().unwrap().to_owned(), e.clone())).collect();
+        prop_assert_eq!(&self.rows, &by_id);
+        prop_assert_eq!(self.empty_calls, 0, "a changes callback is called only when something changed");
+        Ok(())
+    }
+}
+
+type SharedCopy = Arc<std::sync::Mutex<OwnCopy>>;
+
+/// Waits until the delivery thread has run every callback queued so far: it runs them in
+/// order, so a new subscription's first callback comes after them.
+fn drain_callbacks(db: &Database) {
+    db.flush_subscriptions();
+    let (done, called) = crossbeam_channel::bounded(1);
+    let _probe = db
+        .subscribe_with(&Query::new("comments").limit(0), move |_| {
+            let _ = done.try_send(());
+        })
+        .unwrap();
+    called.recv_timeout(WAIT).expect("the delivery thread runs");
+}
+
 fn check_live(db: &Database, ops: &[Op]) -> Result<(), TestCaseError> {
     let alice = db.session_from_claims(json!({"sub": "u1"})).unwrap();
     let mut subs: Vec<(Option<&Session>, Query, Subscription, Option<LiveResult>)> = Vec::new();
+    let mut copies: Vec<(Option<&Session>, Query, Subscription, SharedCopy)> = Vec::new();
     for query in shapes() {
         subs.push((None, query.clone(), db.subscribe(&query).unwrap(), None));
+        let copy = Arc::default();
+        copies.push((None, query.clone(), db.subscribe_changes(&query, OwnCopy::follow(&copy)).unwrap(), copy));
     }
     for query in [Query::new("todos").order("n", Direction::Asc).limit(2), Query::new("projects").include("todos")] {
         subs.push((Some(&alice), query.clone(), alice.subscribe(&query).unwrap(), None));
+        let copy = Arc::default();
+        copies.push((
+            Some(&alice),
+            query.clone(),
+            alice.subscribe_changes(&query, OwnCopy::follow(&copy)).unwrap(),
+            copy,
+        ));
     }
     // Some subscriptions are read after every write, some only at the end (coalesced).
     for (step, op) in ops.iter().enumerate() {
@@ -641,6 +751,18 @@ fn check_live(db: &Database, ops: &[Op]) -> Result<(), TestCaseError> {
             };
             let got = latest.as_ref().map(|r| plain(&r.results));
             prop_assert_eq!(got, Some(fresh), "query {} after {:?}", query.to_json(), &ops[..=step]);
+        }
+        // Changes consumers are checked every third write and at the end (what a callback had
+        // not received meanwhile arrives composed).
+        if step % 3 == 2 || step + 1 == ops.len() {
+            drain_callbacks(db);
+            for (session, query, _sub, copy) in &copies {
+                let fresh = match session {
+                    Some(s) => s.fetch(query).unwrap(),
+                    None => db.fetch(query).unwrap(),
+                };
+                copy.lock().unwrap().check(&fresh)?;
+            }
         }
     }
     Ok(())

@@ -18,7 +18,8 @@ use serde_json::Value as Json;
 use crate::auth::{AuthConfig, VerifiedToken, Verifier};
 use crate::error::{Error, Result};
 use crate::live::{
-    Consumer, ExpandingSubscription, LiveQueries, LiveResult, PagedSubscription, Source, Subscribe, Subscription,
+    Consumer, ExpandingSubscription, LiveQueries, LiveResult, PagedSubscription, ResultChange, Source, Subscribe,
+    Subscription,
 };
 use crate::permissions::{Principal, default_roles, match_roles, normalize_claims};
 use crate::query::{Explain, Filter, Query, Variables};
@@ -470,6 +471,20 @@ impl Database {
         callback: impl FnMut(LiveResult) + Send + 'static,
     ) -> Result<Subscription> {
         self.subscribe_as(None, query, Consumer::Callback(Box::new(callback)))
+    }
+
+    /// Subscribes with a callback that keeps its own copy of the result: it receives only what
+    /// changed — the first call's `added` is the whole first result, later calls come only
+    /// when something did change — so a commit costs what it changed, whatever the size of the
+    /// result. Entities enter and change in the order their rows changed; a consumer that
+    /// shows them in the query's order places them itself. Callbacks run as with
+    /// [`Database::subscribe_with`]; a slow one receives the net change since its last call.
+    pub fn subscribe_changes(
+        &self,
+        query: &Query,
+        callback: impl FnMut(ResultChange) + Send + 'static,
+    ) -> Result<Subscription> {
+        self.subscribe_as(None, query, Consumer::Changes(Box::new(callback)))
     }
 
     /// A live query shown `page_size` entities at a time, with `next_page` / `prev_page`.

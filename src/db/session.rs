@@ -6,7 +6,7 @@ use serde_json::Value as Json;
 
 use super::{Database, Subscriber, Transaction};
 use crate::error::Result;
-use crate::live::{Consumer, ExpandingSubscription, LiveResult, PagedSubscription, Subscription};
+use crate::live::{Consumer, ExpandingSubscription, LiveResult, PagedSubscription, ResultChange, Subscription};
 use crate::permissions::{Principal, SessionRole};
 use crate::query::{Explain, Query, QueryLimits, Variables};
 
@@ -129,6 +129,16 @@ impl Session {
         callback: impl FnMut(LiveResult) + Send + 'static,
     ) -> Result<Subscription> {
         self.db.subscribe_as(Some(self.access.clone()), query, Consumer::Callback(Box::new(callback)))
+    }
+
+    /// [`Session::subscribe`] with a callback that receives only what changed; see
+    /// [`Database::subscribe_changes`].
+    pub fn subscribe_changes(
+        &self,
+        query: &Query,
+        callback: impl FnMut(ResultChange) + Send + 'static,
+    ) -> Result<Subscription> {
+        self.db.subscribe_as(Some(self.access.clone()), query, Consumer::Changes(Box::new(callback)))
     }
 
     /// A paged live query through the read rules; see [`Database::subscribe_paged`].

@@ -74,6 +74,17 @@ impl Actor<'_> {
             Actor::Session(session) => session.subscribe_with(query, callback),
         }
     }
+
+    pub(super) fn subscribe_changes(
+        &self,
+        query: &Query,
+        callback: impl FnMut(crate::live::ResultChange) + Send + 'static,
+    ) -> Result<Subscription> {
+        match self {
+            Actor::Db(db) => db.subscribe_changes(query, callback),
+            Actor::Session(session) => session.subscribe_changes(query, callback),
+        }
+    }
 }
 
 /// # Safety

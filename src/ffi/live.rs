@@ -128,10 +128,14 @@ unsafe fn subscribe(
     // SAFETY: forwarded contract.
     unsafe {
         subscribe_with(query_json, on_result, user_data, destroy, out_sub, |query, foreign| {
-            let options = options?;
-            let subscription = actor?.subscribe(&query, move |result| {
-                foreign.call(&options.frame(&result.results, &result.change));
-            })?;
+            let (options, actor) = (options?, actor?);
+            // Changes only: the database tracks what each commit changed instead of comparing
+            // whole results.
+            let subscription = if options.deltas {
+                actor.subscribe_changes(&query, move |change| foreign.call(&options.frame(&[], &change)))?
+            } else {
+                actor.subscribe(&query, move |result| foreign.call(&options.frame(&result.results, &result.change)))?
+            };
             Ok(Live::Database(subscription))
         })
     }
@@ -256,8 +260,10 @@ pub unsafe extern "C" fn triplite_db_subscribe(
 
 /// `triplite_db_subscribe` with `options_json` (NULL or `{}` for the defaults): `{"deltas":
 /// true}` leaves `results` out of every callback — only `added`, `removed` and `updated`, the
-/// first callback's `added` being the whole first result — for a caller that keeps its own
-/// copy: a callback then costs what changed, not the size of the result.
+/// first callback's `added` being the whole first result, later ones coming only when
+/// something changed — for a caller that keeps its own copy: a commit then costs what it
+/// changed, not the size of the result. Entities come in the order their rows changed; a
+/// caller that shows the query's order places them itself.
 ///
 /// # Safety
 /// As `triplite_db_subscribe`; `options_json` NULL or NUL-terminated.

@@ -13,6 +13,7 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use serde_json::Value as Json;
 
+use super::edits::Edits;
 use super::view::Snapshot;
 
 /// A subscription's result after a commit changed it.
@@ -124,6 +125,18 @@ impl Sink {
         }
     }
 
+    /// Delivers a view's row changes to a consumer that asked for changes only.
+    pub(crate) fn post_edits(&self, edits: Edits, dispatcher: &Dispatcher) {
+        if let Sink::Callback(sink) = self {
+            sink.post_edits(edits, dispatcher);
+        }
+    }
+
+    /// Whether the consumer keeps its own copy and takes changes only (see [`Sink::post_edits`]).
+    pub(crate) fn wants_edits(&self) -> bool {
+        matches!(self, Sink::Callback(sink) if sink.changes_only)
+    }
+
     /// Tells a sync feed its view ended (other consumers see their channel close, or simply
     /// receive nothing more).
     pub(crate) fn end(&self, error: &crate::Error) {
@@ -183,12 +196,20 @@ impl ChannelSink {
 }
 
 /// A subscriber's callback.
-pub(crate) type ResultCallback = Box<dyn FnMut(LiveResult) + Send>;
+pub(crate) enum Callback {
+    /// Receives each whole result with its change.
+    Results(Box<dyn FnMut(LiveResult) + Send>),
+    /// Keeps its own copy of the result and receives only what changed (the first call's
+    /// `added` is the whole first result): its cost per commit is what the commit changed.
+    Changes(Box<dyn FnMut(ResultChange) + Send>),
+}
 
 /// A callback, called on the database's delivery thread.
 pub(crate) struct CallbackSink {
     /// Taken out (and dropped) when the subscription closes.
-    callback: Mutex<Option<ResultCallback>>,
+    callback: Mutex<Option<Callback>>,
+    /// Whether the callback is a `Callback::Changes`.
+    changes_only: bool,
     state: Mutex<CallbackState>,
     closed: AtomicBool,
 }
@@ -197,13 +218,18 @@ pub(crate) struct CallbackSink {
 struct CallbackState {
     delivered: Option<Arc<Snapshot>>,
     pending: Option<Arc<Snapshot>>,
+    /// What a changes callback has not received yet, composed.
+    pending_edits: Option<Edits>,
+    /// Whether a changes callback has received its first result.
+    changes_started: bool,
     /// Whether the delivery thread has this sink in its queue.
     queued: bool,
 }
 
 impl CallbackSink {
-    pub(crate) fn new(callback: ResultCallback) -> Arc<Self> {
+    pub(crate) fn new(callback: Callback) -> Arc<Self> {
         Arc::new(CallbackSink {
+            changes_only: matches!(callback, Callback::Changes(_)),
             callback: Mutex::new(Some(callback)),
             state: Mutex::new(CallbackState::default()),
             closed: AtomicBool::new(false),
@@ -213,6 +239,19 @@ impl CallbackSink {
     fn post(self: &Arc<Self>, latest: Arc<Snapshot>, dispatcher: &Dispatcher) {
         let mut state = self.state.lock();
         state.pending = Some(latest);
+        self.queue(&mut state, dispatcher);
+    }
+
+    fn post_edits(self: &Arc<Self>, edits: Edits, dispatcher: &Dispatcher) {
+        let mut state = self.state.lock();
+        match &mut state.pending_edits {
+            Some(pending) => pending.extend(edits),
+            None => state.pending_edits = Some(edits),
+        }
+        self.queue(&mut state, dispatcher);
+    }
+
+    fn queue(self: &Arc<Self>, state: &mut CallbackState, dispatcher: &Dispatcher) {
         if !state.queued {
             state.queued = true;
             dispatcher.send(Job::Deliver(self.clone()));
@@ -236,20 +275,30 @@ impl CallbackSink {
     }
 
     fn deliver(&self) {
-        let message = {
+        let (message, change) = {
             let mut state = self.state.lock();
             state.queued = false;
-            let Some(latest) = state.pending.take() else { return };
-            let message = diff(state.delivered.as_deref(), &latest);
-            state.delivered = Some(latest);
-            message
+            let message = state.pending.take().and_then(|latest| {
+                let message = diff(state.delivered.as_deref(), &latest);
+                state.delivered = Some(latest);
+                message
+            });
+            // Edits can cancel out (a row changed and changed back); only the first result,
+            // even an empty one, is delivered regardless.
+            let first = !state.changes_started;
+            let change = state.pending_edits.take().map(Edits::into_change).filter(|c| first || !c.is_empty());
+            state.changes_started |= change.is_some();
+            (message, change)
         };
-        let Some(message) = message else { return };
         let mut slot = self.callback.lock();
         let Some(callback) = slot.as_mut().filter(|_| !self.closed.load(Ordering::Acquire)) else { return };
         // A panicking callback must not take the delivery thread (and every other
         // subscription) down with it.
-        let _ = catch_unwind(AssertUnwindSafe(|| callback(message)));
+        let _ = catch_unwind(AssertUnwindSafe(|| match (callback, message, change) {
+            (Callback::Results(callback), Some(message), _) => callback(message),
+            (Callback::Changes(callback), _, Some(change)) => callback(change),
+            _ => {}
+        }));
     }
 }
 

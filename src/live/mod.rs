@@ -8,6 +8,7 @@
 //! to consumers without waiting for them.
 
 mod delivery;
+mod edits;
 mod pages;
 mod routes;
 mod view;
@@ -31,7 +32,7 @@ use crate::error::Result;
 use crate::query::{Executor, Prepared};
 use crate::schema::Schema;
 use crate::store::Backend;
-use delivery::{CallbackSink, ChannelSink, Dispatcher, Sink};
+use delivery::{Callback, CallbackSink, ChannelSink, Dispatcher, Sink};
 pub(crate) use delivery::{FeedEvent, SyncFeed};
 use routes::{Routes, ViewId};
 use view::{Output, View};
@@ -61,13 +62,17 @@ struct Registry {
 struct Entry {
     view: View,
     sink: Sink,
-    published: Arc<view::Snapshot>,
+    /// The last result posted, for sinks that take whole results (`None` for changes only).
+    published: Option<Arc<view::Snapshot>>,
 }
 
 /// How a new subscription wants its results.
 pub(crate) enum Consumer {
     Channel,
     Callback(Box<dyn FnMut(LiveResult) + Send>),
+    /// A callback that keeps its own copy of the result and receives only what changed; see
+    /// `crate::Database::subscribe_changes`.
+    Changes(Box<dyn FnMut(ResultChange) + Send>),
     /// The sync server's feed: every entity a client needs for the query (encoded form, keyed
     /// by [`split_entity_key`]), handed over where the views update (the database's live
     /// thread, or a caller catching up) — so in commit order, and the callback must be quick
@@ -104,17 +109,25 @@ impl LiveQueries {
         consumer: Consumer,
     ) -> Result<Subscription> {
         let output = if matches!(consumer, Consumer::SyncFeed(_)) { Output::Entities } else { Output::Results };
-        let view = View::new(source, query, output, &Executor::new(backend, schema))?;
-        let first = Arc::new(view.snapshot());
+        let track_edits = matches!(consumer, Consumer::Changes(_));
+        let mut view = View::new(source, query, output, track_edits, &Executor::new(backend, schema))?;
         let (sink, receiver) = match consumer {
             Consumer::Channel => {
                 let (sink, receiver) = ChannelSink::new();
                 (Sink::Channel(sink), Some(receiver))
             }
-            Consumer::Callback(callback) => (Sink::Callback(CallbackSink::new(callback)), None),
+            Consumer::Callback(callback) => (Sink::Callback(CallbackSink::new(Callback::Results(callback))), None),
+            Consumer::Changes(callback) => (Sink::Callback(CallbackSink::new(Callback::Changes(callback))), None),
             Consumer::SyncFeed(feed) => (Sink::Inline(Mutex::new(feed)), None),
         };
-        sink.post(first.clone(), self.dispatcher(), None);
+        let first = if track_edits {
+            sink.post_edits(view.take_edits(), self.dispatcher());
+            None
+        } else {
+            let first = Arc::new(view.snapshot());
+            sink.post(first.clone(), self.dispatcher(), None);
+            Some(first)
+        };
         let callback = sink.callback();
         let mut registry = self.lock_registry();
         let id = registry.next_id;
@@ -211,13 +224,10 @@ impl LiveQueries {
         for id in ids {
             let registry = &mut *registry;
             let entry = registry.views.get_mut(&id).expect("listed just now");
-            let output = entry.view.output();
-            let source = entry.view.source.clone();
-            match prepare(&source).and_then(|query| View::new(source, query, output, &exec)) {
-                Ok(view) => {
-                    registry.routes.remove(id, &entry.view.deps);
-                    registry.routes.add(id, &view.deps);
-                    entry.view = view;
+            registry.routes.remove(id, &entry.view.deps);
+            match prepare(&entry.view.source).and_then(|query| entry.view.prepared_again(query, &exec)) {
+                Ok(()) => {
+                    registry.routes.add(id, &entry.view.deps);
                     self.publish(entry, None);
                 }
                 Err(e) => failed.push((id, e)),
@@ -229,9 +239,16 @@ impl LiveQueries {
     }
 
     fn publish(&self, entry: &mut Entry, commit: Option<&crate::Timestamp>) {
+        if entry.sink.wants_edits() {
+            let edits = entry.view.take_edits();
+            if !edits.is_empty() {
+                entry.sink.post_edits(edits, self.dispatcher());
+            }
+            return;
+        }
         let latest = Arc::new(entry.view.snapshot());
-        if latest != entry.published {
-            entry.published = latest.clone();
+        if entry.published.as_ref() != Some(&latest) {
+            entry.published = Some(latest.clone());
             entry.sink.post(latest, self.dispatcher(), commit);
         }
     }

@@ -23,6 +23,8 @@ use crate::query::{Condition, Executor, Op, Operand, OrderValues, Prepared, Quer
 use crate::store::SharedDoc;
 use crate::value::sort_key;
 
+use super::edits::Edits;
+
 /// One entity a commit changed, as it was before the transaction and is after it.
 pub(crate) struct Change {
     pub collection: String,
@@ -164,24 +166,44 @@ pub(crate) struct View {
     pub deps: Dependencies,
     output: Output,
     rows: Vec<LiveRow>,
+    /// The row changes not yet taken, for a consumer that keeps its own copy of the result
+    /// (`Output::Results` only); `None` when nobody asked.
+    edits: Option<Edits>,
 }
 
 impl View {
-    /// Prepares the view and reads its first result.
-    pub(crate) fn new(source: Source, query: Prepared, output: Output, exec: &Executor) -> Result<Self> {
+    /// Prepares the view and reads its first result. With `track_edits`, the view records
+    /// each row it changes (see [`View::take_edits`]); the first result is all added.
+    pub(crate) fn new(
+        source: Source,
+        query: Prepared,
+        output: Output,
+        track_edits: bool,
+        exec: &Executor,
+    ) -> Result<Self> {
         let deps = Dependencies::of(&query);
-        let mut view = View { source, query, deps, output, rows: Vec::new() };
+        let edits = (track_edits && output == Output::Results).then(Edits::default);
+        let mut view = View { source, query, deps, output, rows: Vec::new(), edits };
         view.rerun(&view.metered(exec))?;
         Ok(view)
+    }
+
+    /// Takes the view to a new preparation of its query (after a schema change) and reads it
+    /// again; tracked edits then lead from the old result to the new one.
+    pub(crate) fn prepared_again(&mut self, query: Prepared, exec: &Executor) -> Result<()> {
+        self.deps = Dependencies::of(&query);
+        self.query = query;
+        self.rerun(&self.metered(exec))
+    }
+
+    /// The row changes since the last call (empty unless the view tracks them).
+    pub(crate) fn take_edits(&mut self) -> Edits {
+        self.edits.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// Each evaluation is bounded by the subscriber's query limits, if it has any.
     fn metered<'a>(&self, exec: &Executor<'a>) -> Executor<'a> {
         exec.metered(self.source.access.as_ref().and_then(|a| a.limits))
-    }
-
-    pub(crate) fn output(&self) -> Output {
-        self.output
     }
 
     pub(crate) fn snapshot(&self) -> Snapshot {
@@ -244,7 +266,11 @@ impl View {
             for at in 0..self.rows.len() {
                 let row = &self.rows[at];
                 let out = self.row_output(exec, &row.id, &row.doc)?;
-                self.rows[at].out = out;
+                let row = &mut self.rows[at];
+                let previous = std::mem::replace(&mut row.out, out);
+                if self.edits.is_some() && previous != row.out {
+                    record(&mut self.edits, &row.id, Some(&previous), Some(&row.out));
+                }
             }
         }
         Ok(includes_changed || placed)
@@ -279,7 +305,8 @@ impl View {
         for change in changes {
             let member = self.position(exec, &change.id, change.before.as_ref())?;
             if let Some(at) = member {
-                self.rows.remove(at);
+                let row = self.rows.remove(at);
+                record(&mut self.edits, &row.id, Some(&row.out), None);
                 *placed = true;
             }
             let accepted = match &change.after {
@@ -311,11 +338,14 @@ impl View {
             });
             let out = self.row_output(exec, &change.id, doc)?;
             let row = LiveRow { id: change.id.as_str().into(), order, doc: doc.clone(), out };
+            record(&mut self.edits, &row.id, None, Some(&row.out));
             self.rows.insert(at, row);
             *placed = true;
         }
-        if let Some(limit) = limit {
-            self.rows.truncate(limit);
+        if let Some(limit) = limit.filter(|&limit| self.rows.len() > limit) {
+            for row in self.rows.split_off(limit) {
+                record(&mut self.edits, &row.id, Some(&row.out), None);
+            }
         }
         Ok(true)
     }
@@ -329,7 +359,38 @@ impl View {
             let out = self.row_output(exec, &id, &doc)?;
             rows.push(LiveRow { id: id.into(), order, doc, out });
         }
-        self.rows = rows;
+        let previous = std::mem::replace(&mut self.rows, rows);
+        record_rerun(&mut self.edits, previous, &self.rows);
         Ok(())
+    }
+}
+
+/// What a row contributes to its view's result.
+type RowOutput = [(Arc<str>, Arc<Json>)];
+
+/// Records that a row's output went from `before` to `after` (`None`: not in the result), if
+/// the view tracks edits. A result row's output is its one entity.
+fn record(edits: &mut Option<Edits>, id: &Arc<str>, before: Option<&RowOutput>, after: Option<&RowOutput>) {
+    if let Some(edits) = edits {
+        let entity = |out: &RowOutput| out.first().map(|(_, entity)| entity.clone());
+        edits.record(id, before.and_then(entity), after.and_then(entity));
+    }
+}
+
+/// Records how a re-read result differs from the one before it, rows matched by id.
+fn record_rerun(edits: &mut Option<Edits>, previous: Vec<LiveRow>, rows: &[LiveRow]) {
+    if edits.is_none() {
+        return;
+    }
+    let mut before: std::collections::HashMap<Arc<str>, LiveRow> =
+        previous.into_iter().map(|row| (row.id.clone(), row)).collect();
+    for row in rows {
+        match before.remove(&row.id) {
+            Some(was) if was.out == row.out => {}
+            was => record(edits, &row.id, was.as_ref().map(|was| &was.out[..]), Some(&row.out)),
+        }
+    }
+    for (id, row) in before {
+        record(edits, &id, Some(&row.out), None);
     }
 }
