@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value as Json};
 
+use crate::error::{Error, Result};
+
 /// An encoded entity document.
 pub(crate) type Document = Map<String, Json>;
 
@@ -24,6 +26,19 @@ impl SharedDoc {
     /// The document as shared JSON.
     pub(crate) fn as_json(&self) -> &Arc<Json> {
         &self.0
+    }
+
+    /// The document as compact JSON text: how both backends store it. A five-attribute
+    /// document takes ~120 bytes so, and ~900 parsed (serde_json's map node alone is ~640).
+    pub(crate) fn to_text(&self) -> String {
+        serde_json::to_string(&*self.0).expect("documents always serialize")
+    }
+
+    /// Reads a stored document (see [`SharedDoc::to_text`]).
+    pub(crate) fn parse(text: &[u8]) -> Result<Self> {
+        let doc: Document =
+            serde_json::from_slice(text).map_err(|e| Error::Corrupt(format!("stored document: {e}")))?;
+        Ok(SharedDoc::new(doc))
     }
 
     /// The document to change or keep, copied only when something else still shares it.

@@ -99,7 +99,15 @@ impl MemoryIndex {
 #[derive(Clone)]
 struct Row {
     state: RowState,
-    doc: Option<SharedDoc>,
+    /// The document as compact JSON text ([`SharedDoc::to_text`]), parsed when read: a fifth
+    /// of the parsed form's memory, for what a read costs the SQLite backend too.
+    doc: Option<Box<str>>,
+}
+
+impl Row {
+    fn doc(&self) -> Option<SharedDoc> {
+        self.doc.as_ref().map(|text| SharedDoc::parse(text.as_bytes()).expect("the backend wrote this text"))
+    }
 }
 
 /// A row's merge state. One insert wrote everything in most rows (a bulk load, an initial
@@ -142,8 +150,8 @@ impl MemoryBackend {
             StateRef::Inserted(ts) if row.doc.is_some() => RowState::Inserted(self.stamp(ts)),
             state => RowState::Full(Box::new(state.to_state(row.doc.map(|doc| &**doc)))),
         };
-        let stored = Row { state, doc: row.doc.cloned() };
-        self.replace(collection, id, Some(stored), only_new)
+        let stored = Row { state, doc: row.doc.map(|doc| doc.to_text().into_boxed_str()) };
+        self.replace(collection, id, Some(stored), only_new, row.doc)
     }
 
     /// `ts`, shared with the previous row when it was written at the same time.
@@ -156,15 +164,28 @@ impl MemoryBackend {
 
     /// Sets (or removes) a row — unless `only_new` and it exists: then returns false — keeping
     /// the collection's indexes in step, and records what to put back on rollback. One search
-    /// of the table per write; the index keys are read from the documents where they lie.
-    fn replace(&mut self, collection: &str, id: &str, row: Option<Row>, only_new: bool) -> bool {
+    /// of the table per write; the index keys come from `parsed`, the row's document parsed
+    /// when the caller has it (else it is parsed here, as the previous row's is).
+    fn replace(
+        &mut self,
+        collection: &str,
+        id: &str,
+        row: Option<Row>,
+        only_new: bool,
+        parsed: Option<&SharedDoc>,
+    ) -> bool {
         if !self.tables.contains_key(collection) {
             self.tables.insert(collection.into(), BTreeMap::new());
         }
         let (name, _) = self.tables.get_key_value(collection).expect("just ensured");
         let name = name.clone();
         let table = self.tables.get_mut(collection).expect("just ensured");
-        let doc = row.as_ref().and_then(|r| r.doc.clone());
+        let indexed = self.indexes.get(collection).is_some_and(|list| !list.is_empty());
+        let doc = match parsed {
+            Some(doc) => Some(doc.clone()),
+            None if indexed => row.as_ref().and_then(Row::doc),
+            None => None,
+        };
         let (id, previous) = match table.entry(Arc::from(id)) {
             Entry::Occupied(_) if only_new => return false,
             Entry::Occupied(mut entry) => {
@@ -183,8 +204,9 @@ impl MemoryBackend {
                 (id, None)
             }
         };
+        let previous_doc = previous.as_ref().filter(|_| indexed).and_then(Row::doc);
         for index in self.indexes.get_mut(collection).into_iter().flatten() {
-            if let Some(previous) = previous.as_ref().and_then(|r| r.doc.as_ref()) {
+            if let Some(previous) = &previous_doc {
                 index.entries.remove(&(index.key(previous), id.clone()));
             }
             if let Some(doc) = &doc {
@@ -214,7 +236,7 @@ impl Backend for MemoryBackend {
             match step {
                 // The log is taken: putting a row back records nothing.
                 Undo::Row { collection, id, previous } => {
-                    self.replace(&collection, &id, previous, false);
+                    self.replace(&collection, &id, previous, false, None);
                 }
                 Undo::Meta { key, previous } => {
                     match previous {
@@ -227,15 +249,15 @@ impl Backend for MemoryBackend {
     }
 
     fn read_state(&self, collection: &str, id: &str) -> Result<Option<EntityState>> {
-        Ok(self.tables.get(collection).and_then(|t| t.get(id)).map(|row| match (&row.state, &row.doc) {
-            (RowState::Inserted(ts), Some(doc)) => EntityState::inserted(doc, ts),
+        Ok(self.tables.get(collection).and_then(|t| t.get(id)).map(|row| match (&row.state, row.doc()) {
+            (RowState::Inserted(ts), Some(doc)) => EntityState::inserted(&doc, ts),
             (RowState::Inserted(_), None) => EntityState::default(),
             (RowState::Full(state), _) => (**state).clone(),
         }))
     }
 
     fn read_doc(&self, collection: &str, id: &str) -> Result<Option<SharedDoc>> {
-        Ok(self.tables.get(collection).and_then(|t| t.get(id)).and_then(|r| r.doc.clone()))
+        Ok(self.tables.get(collection).and_then(|t| t.get(id)).and_then(Row::doc))
     }
 
     fn insert_row(&mut self, collection: &str, id: &str, row: &RowWrite) -> Result<bool> {
@@ -251,7 +273,7 @@ impl Backend for MemoryBackend {
         &self,
         collection: &str,
         access: &Access,
-        _needles: &[Needle], // Documents are already parsed here: nothing to save.
+        needles: &[Needle],
         visit: &mut dyn FnMut(&str, &SharedDoc) -> Result<bool>,
     ) -> Result<usize> {
         let Some(table) = self.tables.get(collection) else { return Ok(0) };
@@ -269,21 +291,26 @@ impl Backend for MemoryBackend {
             }
             Access::Scan => None,
         };
+        // As in the SQLite backend, a row whose text lacks a needle is not parsed.
+        let mut offer = |id: &str, row: &Row| -> Result<bool> {
+            let Some(text) = &row.doc else { return Ok(true) };
+            read += 1;
+            if !needles.iter().all(|n| n.found_in(text.as_bytes())) {
+                return Ok(true);
+            }
+            visit(id, &SharedDoc::parse(text.as_bytes())?)
+        };
         if let Some(ids) = ids {
             for id in ids {
-                if let Some(doc) = table.get(id.as_str()).and_then(|r| r.doc.as_ref()) {
-                    read += 1;
-                    if !visit(id, doc)? {
-                        break;
-                    }
+                if let Some(row) = table.get(id.as_str())
+                    && !offer(id, row)?
+                {
+                    break;
                 }
             }
-            return Ok(read);
-        }
-        for (id, row) in table {
-            if let Some(doc) = &row.doc {
-                read += 1;
-                if !visit(id, doc)? {
+        } else {
+            for (id, row) in table {
+                if !offer(id, row)? {
                     break;
                 }
             }
@@ -306,8 +333,8 @@ impl Backend for MemoryBackend {
                 entries: BTreeSet::new(),
             };
             for (id, row) in self.tables.get(collection).into_iter().flatten() {
-                if let Some(doc) = &row.doc {
-                    index.entries.insert((index.key(doc), id.clone()));
+                if let Some(doc) = row.doc() {
+                    index.entries.insert((index.key(&doc), id.clone()));
                 }
             }
             built.push(index);

@@ -28,7 +28,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value as Json;
 
 use super::state::EntityState;
-use super::{Access, Backend, Document, IndexRange, Needle, RowWrite, SharedDoc};
+use super::{Access, Backend, IndexRange, Needle, RowWrite, SharedDoc};
 use crate::error::{Error, Result};
 use crate::query::lookup_path;
 use crate::value::sort_key;
@@ -297,7 +297,7 @@ impl SqliteBackend {
     /// Writes a row with `statement` (the table's insert or upsert): its columns, then the key
     /// of each indexed path, computed from the document (none for a deleted entity).
     fn execute_write(&self, sql: &TableSql, statement: &str, id: &str, row: &RowWrite) -> Result<usize> {
-        let doc = row.doc.map(|d| serde_json::to_string(&**d).expect("documents always serialize"));
+        let doc = row.doc.map(SharedDoc::to_text);
         let mut stmt = self.conn.prepare_cached(statement)?;
         stmt.raw_bind_parameter(1, id)?;
         stmt.raw_bind_parameter(2, doc)?;
@@ -393,10 +393,6 @@ fn blob_literal(bytes: &[u8]) -> String {
     literal
 }
 
-fn parse_doc(text: &str) -> Result<Document> {
-    serde_json::from_str(text).map_err(|e| Error::Corrupt(format!("stored document: {e}")))
-}
-
 impl Backend for SqliteBackend {
     fn begin(&mut self) -> Result<()> {
         // IMMEDIATE takes the write lock now, so a transaction never fails half-way on a lock.
@@ -455,8 +451,8 @@ impl Backend for SqliteBackend {
         let row: Option<(Vec<u8>, Option<String>)> =
             stmt.query_row([id], |row| Ok((row.get(0)?, row.get(1)?))).optional()?;
         let Some((bytes, doc)) = row else { return Ok(None) };
-        let doc = doc.map(|text| parse_doc(&text)).transpose()?;
-        EntityState::from_bytes(&bytes, doc.as_ref()).map(Some)
+        let doc = doc.map(|text| SharedDoc::parse(text.as_bytes())).transpose()?;
+        EntityState::from_bytes(&bytes, doc.as_deref()).map(Some)
     }
 
     fn read_doc(&self, collection: &str, id: &str) -> Result<Option<SharedDoc>> {
@@ -465,7 +461,7 @@ impl Backend for SqliteBackend {
         };
         let mut stmt = self.conn.prepare_cached(&sql.select_doc)?;
         let text: Option<Option<String>> = stmt.query_row([id], |row| row.get(0)).optional()?;
-        text.flatten().map(|t| parse_doc(&t).map(SharedDoc::new)).transpose()
+        text.flatten().map(|t| SharedDoc::parse(t.as_bytes())).transpose()
     }
 
     fn insert_row(&mut self, collection: &str, id: &str, row: &RowWrite) -> Result<bool> {
@@ -512,9 +508,7 @@ impl Backend for SqliteBackend {
             if !needles.iter().all(|n| n.found_in(text)) {
                 continue;
             }
-            let doc: Document =
-                serde_json::from_slice(text).map_err(|e| Error::Corrupt(format!("stored document: {e}")))?;
-            let doc = SharedDoc::new(doc);
+            let doc = SharedDoc::parse(text)?;
             let id: String = row.get(0)?;
             if !visit(&id, &doc)? {
                 break;
