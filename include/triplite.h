@@ -215,7 +215,10 @@ triplite_status triplite_client_fetch(const triplite_client *client,
  * if nothing newer is on its way), and `"queryId"`: the id it is registered under with the
  * server, which `query_fulfilled` and `query_failed` events name. The query is registered
  * with the server while the subscription lives; the same query subscribed twice shares it.
- * `options_json`: NULL, `{}`, or `{"deltas": true}` as `triplite_db_subscribe_with_options`.
+ * `options_json`: NULL, `{}`, or `{"deltas": true}`, which leaves `results` out of every
+ * callback. Unlike a database's changes-only subscription, the client still compares whole
+ * results: a callback may carry no change (an order change, or `fulfilled`), and its cost
+ * grows with the result.
  * Free with `triplite_subscription_free`; `destroy` as `triplite_db_subscribe`.
  *
  * # Safety
@@ -592,7 +595,7 @@ triplite_status triplite_db_subscribe(const triplite_db *db,
  * true}` leaves `results` out of every callback — only `added`, `removed` and `updated`, the
  * first callback's `added` being the whole first result, later ones coming only when
  * something changed — for a caller that keeps its own copy: a commit then costs what it
- * changed, not the size of the result. Entities come in the order their rows changed; a
+ * changed, not the size of the result (when the result updates in place, as most do). Entities come in the order their rows changed; a
  * caller that shows the query's order places them itself.
  *
  * # Safety

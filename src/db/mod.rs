@@ -476,7 +476,8 @@ impl Database {
     /// Subscribes with a callback that keeps its own copy of the result: it receives only what
     /// changed — the first call's `added` is the whole first result, later calls come only
     /// when something did change — so a commit costs what it changed, whatever the size of the
-    /// result. Entities enter and change in the order their rows changed; a consumer that
+    /// result, for results updated in place (most: see the live-query docs; one that is read
+    /// again after a commit is compared with the last by id). Entities enter and change in the order their rows changed; a consumer that
     /// shows them in the query's order places them itself. Callbacks run as with
     /// [`Database::subscribe_with`]; a slow one receives the net change since its last call.
     pub fn subscribe_changes(

@@ -187,7 +187,10 @@ pub unsafe extern "C" fn triplite_client_fetch(
 /// if nothing newer is on its way), and `"queryId"`: the id it is registered under with the
 /// server, which `query_fulfilled` and `query_failed` events name. The query is registered
 /// with the server while the subscription lives; the same query subscribed twice shares it.
-/// `options_json`: NULL, `{}`, or `{"deltas": true}` as `triplite_db_subscribe_with_options`.
+/// `options_json`: NULL, `{}`, or `{"deltas": true}`, which leaves `results` out of every
+/// callback. Unlike a database's changes-only subscription, the client still compares whole
+/// results: a callback may carry no change (an order change, or `fulfilled`), and its cost
+/// grows with the result.
 /// Free with `triplite_subscription_free`; `destroy` as `triplite_db_subscribe`.
 ///
 /// # Safety

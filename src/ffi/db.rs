@@ -7,7 +7,7 @@ use serde_json::{Map, Value as Json};
 use super::{Failure, Outcome, guard, handle, json_arg, put_handle, put_json, release, text, triplite_status};
 use crate::db::{Database, Session, Transaction};
 use crate::error::{Error, Result};
-use crate::live::{LiveResult, Subscription};
+use crate::live::{LiveResult, ResultChange, Subscription};
 use crate::query::Query;
 use crate::schema::Schema;
 
@@ -78,7 +78,7 @@ impl Actor<'_> {
     pub(super) fn subscribe_changes(
         &self,
         query: &Query,
-        callback: impl FnMut(crate::live::ResultChange) + Send + 'static,
+        callback: impl FnMut(ResultChange) + Send + 'static,
     ) -> Result<Subscription> {
         match self {
             Actor::Db(db) => db.subscribe_changes(query, callback),

@@ -262,7 +262,7 @@ pub unsafe extern "C" fn triplite_db_subscribe(
 /// true}` leaves `results` out of every callback — only `added`, `removed` and `updated`, the
 /// first callback's `added` being the whole first result, later ones coming only when
 /// something changed — for a caller that keeps its own copy: a commit then costs what it
-/// changed, not the size of the result. Entities come in the order their rows changed; a
+/// changed, not the size of the result (when the result updates in place, as most do). Entities come in the order their rows changed; a
 /// caller that shows the query's order places them itself.
 ///
 /// # Safety

@@ -127,8 +127,9 @@ impl Sink {
 
     /// Delivers a view's row changes to a consumer that asked for changes only.
     pub(crate) fn post_edits(&self, edits: Edits, dispatcher: &Dispatcher) {
-        if let Sink::Callback(sink) = self {
-            sink.post_edits(edits, dispatcher);
+        match self {
+            Sink::Callback(sink) if sink.changes_only => sink.post_edits(edits, dispatcher),
+            _ => debug_assert!(false, "only a changes callback takes edits"),
         }
     }
 
@@ -208,7 +209,8 @@ pub(crate) enum Callback {
 pub(crate) struct CallbackSink {
     /// Taken out (and dropped) when the subscription closes.
     callback: Mutex<Option<Callback>>,
-    /// Whether the callback is a `Callback::Changes`.
+    /// Whether the callback is a `Callback::Changes`: kept apart because writers ask, and the
+    /// callback's lock is held while it runs.
     changes_only: bool,
     state: Mutex<CallbackState>,
     closed: AtomicBool,
@@ -283,20 +285,23 @@ impl CallbackSink {
                 state.delivered = Some(latest);
                 message
             });
-            // Edits can cancel out (a row changed and changed back); only the first result,
-            // even an empty one, is delivered regardless.
             let first = !state.changes_started;
-            let change = state.pending_edits.take().map(Edits::into_change).filter(|c| first || !c.is_empty());
-            state.changes_started |= change.is_some();
-            (message, change)
+            let edits = state.pending_edits.take();
+            state.changes_started |= edits.is_some();
+            (message, edits.map(|edits| (first, edits)))
         };
+        // Composed outside the state lock, which writers take to post. Edits can cancel out (a
+        // row changed and changed back): only the first result, even an empty one, is
+        // delivered regardless.
+        let change =
+            change.map(|(first, edits)| (first, edits.into_change())).filter(|(first, c)| *first || !c.is_empty());
         let mut slot = self.callback.lock();
         let Some(callback) = slot.as_mut().filter(|_| !self.closed.load(Ordering::Acquire)) else { return };
         // A panicking callback must not take the delivery thread (and every other
         // subscription) down with it.
         let _ = catch_unwind(AssertUnwindSafe(|| match (callback, message, change) {
             (Callback::Results(callback), Some(message), _) => callback(message),
-            (Callback::Changes(callback), _, Some(change)) => callback(change),
+            (Callback::Changes(callback), _, Some((_, change))) => callback(change),
             _ => {}
         }));
     }

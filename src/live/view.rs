@@ -12,7 +12,7 @@
 //! read again) without re-running the root query.
 
 use std::cmp::Ordering;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use serde_json::Value as Json;
@@ -382,8 +382,7 @@ fn record_rerun(edits: &mut Option<Edits>, previous: Vec<LiveRow>, rows: &[LiveR
     if edits.is_none() {
         return;
     }
-    let mut before: std::collections::HashMap<Arc<str>, LiveRow> =
-        previous.into_iter().map(|row| (row.id.clone(), row)).collect();
+    let mut before: HashMap<Arc<str>, LiveRow> = previous.into_iter().map(|row| (row.id.clone(), row)).collect();
     for row in rows {
         match before.remove(&row.id) {
             Some(was) if was.out == row.out => {}
