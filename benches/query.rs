@@ -8,7 +8,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 mod common;
-use common::{raw_insert, raw_table, todo, todo_properties};
+use common::{load_todos, raw_insert, raw_table, todo, todo_properties};
 use rusqlite::Connection;
 use serde_json::{Value as Json, json};
 use triplite::{Database, Direction, Query, Schema};
@@ -29,16 +29,7 @@ fn schema() -> Schema {
 
 fn triplite(dir: &tempfile::TempDir) -> Database {
     let db = Database::builder().schema(schema()).client_id("bench").open(dir.path().join("t.db")).unwrap();
-    db.transact(|tx| {
-        for i in 0..10 {
-            tx.insert("profiles", json!({"id": format!("user-{i}"), "name": format!("User {i}")}))?;
-        }
-        for i in 0..ROWS {
-            tx.insert("todos", todo(i))?;
-        }
-        Ok(())
-    })
-    .unwrap();
+    load_todos(&db, ROWS);
     db
 }
 

@@ -7,6 +7,21 @@
 use rusqlite::{Connection, params};
 use serde_json::{Value as Json, json};
 
+/// Ten profiles (`user-0` … `user-9`, the todos' owners) and todos `0..size`, in one
+/// transaction.
+pub fn load_todos(db: &triplite::Database, size: usize) {
+    db.transact(|tx| {
+        for i in 0..10 {
+            tx.insert("profiles", json!({"id": format!("user-{i}"), "name": format!("User {i}")}))?;
+        }
+        for i in 0..size {
+            tx.insert("todos", todo(i))?;
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
 /// Todo number `i`.
 pub fn todo(i: usize) -> Json {
     json!({

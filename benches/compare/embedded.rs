@@ -11,7 +11,7 @@ use rusqlite::Connection;
 use serde_json::{Value as Json, json};
 use triplite::{Database, Direction, LiveResult, Query, Schema, Subscription};
 
-use crate::common::{raw_insert, raw_table, todo};
+use crate::common::{load_todos, raw_insert, raw_table, todo};
 use crate::stats::timed;
 use crate::{Plan, Sink};
 
@@ -39,19 +39,6 @@ fn check(rows: &[impl Sized], wanted: usize) {
     assert_eq!(rows.len(), wanted, "a query answered the wrong number of rows");
 }
 
-fn load_triplite(db: &Database, size: usize) {
-    db.transact(|tx| {
-        for i in 0..10 {
-            tx.insert("profiles", json!({"id": format!("user-{i}"), "name": format!("User {i}")}))?;
-        }
-        for i in 0..size {
-            tx.insert("todos", todo(i))?;
-        }
-        Ok(())
-    })
-    .unwrap();
-}
-
 /// Every embedded workload on triplite at `size` todos.
 pub fn triplite(plan: &Plan, size: usize, dir: &std::path::Path, sink: &mut Sink) {
     let schema = Schema::from_json(&schema_json()).unwrap();
@@ -63,7 +50,7 @@ pub fn triplite(plan: &Plan, size: usize, dir: &std::path::Path, sink: &mut Sink
     let mut db = None;
     let bulk = timed(plan.reps, |_| {
         let fresh = open();
-        load_triplite(&fresh, size);
+        load_todos(&fresh, size);
         db = Some(fresh);
     });
     let db = db.unwrap();
@@ -100,7 +87,7 @@ fn id(i: usize) -> String {
 pub fn triplite_live(plan: &Plan, size: usize, count: usize, dir: &std::path::Path, sink: &mut Sink) {
     let schema = Schema::from_json(&schema_json()).unwrap();
     let db = Database::builder().schema(schema).open(dir.join(format!("live-{count}.db"))).unwrap();
-    load_triplite(&db, size);
+    load_todos(&db, size);
     let (tx, delivered) = crossbeam_channel::unbounded::<Vec<Arc<Json>>>();
     let subscriptions: Vec<Subscription> = (0..count)
         .map(|owner| {

@@ -47,6 +47,9 @@ pub fn run(plan: &Plan, run: Run, dir: &Path, sink: &mut Sink) {
         let samples: Vec<f64> = record["samples"].as_array().unwrap().iter().filter_map(Json::as_f64).collect();
         let workload = record["workload"].as_str().unwrap();
         let size = record["size"].as_u64().unwrap() as usize;
+        // Every embedded workload is timed; a figure in another unit would not compare.
+        let unit = record["unit"].as_str().unwrap_or("ms");
+        assert_eq!(unit, "ms", "db-bench.mjs measured {workload} in {unit}, triplite's figure is in ms");
         sink.add(workload, size, "triplit", &samples, "ms");
         finished += 1;
     }

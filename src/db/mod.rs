@@ -64,7 +64,7 @@ impl Shared {
     /// Waits, holding the store, until a commit made outside a transaction (the schema, a
     /// checkpoint) is durable; transactions wait after releasing the store instead.
     fn sync_commit(&self) -> Result<()> {
-        self.group_commit.as_ref().map_or(Ok(()), |group| group.wait(group.committed()))
+        self.group_commit.as_ref().map_or(Ok(()), GroupCommit::sync_latest)
     }
 
     /// Moves the sync checkpoint forward to a commit whose live queries are up to date.
@@ -210,7 +210,7 @@ impl DatabaseBuilder {
                     backend.write_meta(META_CLIENT_ID, id.as_bytes())?;
                     backend.commit()?;
                     if let Some(group) = &group_commit {
-                        group.wait(group.committed())?;
+                        group.sync_latest()?;
                     }
                     id
                 }
