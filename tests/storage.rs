@@ -289,6 +289,24 @@ fn schemaless_documents_are_any_json() {
 }
 
 #[test]
+fn a_document_nested_deeper_than_can_be_read_back_is_refused_and_writes_nothing() {
+    let nested = |levels: usize| (0..levels).fold(json!(1), |inner, _| json!([inner]));
+    for backend in backends() {
+        let db = backend.open(None);
+        // The document is one level, its attribute the rest: 127 in all is the most that reads back.
+        db.insert("notes", json!({"id": "ok", "body": nested(126)})).unwrap();
+        assert_eq!(db.fetch_by_id("notes", "ok").unwrap().unwrap()["body"], nested(126), "{}", backend.name);
+        let refused = db.transact(|tx| {
+            tx.insert("notes", json!({"id": "first", "body": 1}))?;
+            tx.insert("notes", json!({"id": "deep", "body": nested(127)}))
+        });
+        assert!(matches!(refused, Err(Error::InvalidJson { .. })), "{}: {refused:?}", backend.name);
+        assert_eq!(db.fetch_by_id("notes", "first").unwrap(), None, "{}: nothing of the transaction", backend.name);
+        assert_eq!(db.fetch_by_id("notes", "deep").unwrap(), None, "{}", backend.name);
+    }
+}
+
+#[test]
 fn sqlite_database_survives_reopening_with_schema_and_clock() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nested/dir/app.db");

@@ -105,8 +105,9 @@ struct Row {
 }
 
 impl Row {
+    /// The document, parsed (only text `SharedDoc::to_text` accepted is stored).
     fn doc(&self) -> Option<SharedDoc> {
-        self.doc.as_ref().map(|text| SharedDoc::parse(text.as_bytes()).expect("the backend wrote this text"))
+        self.doc.as_ref().map(|text| SharedDoc::parse(text.as_bytes()).expect("stored text parses"))
     }
 }
 
@@ -144,14 +145,15 @@ pub(crate) struct MemoryBackend {
 
 impl MemoryBackend {
     /// Writes a row (only if there is none yet when `only_new`); returns whether it did.
-    fn put(&mut self, collection: &str, id: &str, row: &RowWrite, only_new: bool) -> bool {
+    fn put(&mut self, collection: &str, id: &str, row: &RowWrite, only_new: bool) -> Result<bool> {
         // The merge state carries the latest timestamp (`RowWrite::changed`) already.
         let state = match &row.state {
             StateRef::Inserted(ts) if row.doc.is_some() => RowState::Inserted(self.stamp(ts)),
             state => RowState::Full(Box::new(state.to_state(row.doc.map(|doc| &**doc)))),
         };
-        let stored = Row { state, doc: row.doc.map(|doc| doc.to_text().into_boxed_str()) };
-        self.replace(collection, id, Some(stored), only_new, row.doc)
+        let text = row.doc.map(SharedDoc::to_text).transpose()?;
+        let stored = Row { state, doc: text.map(String::into_boxed_str) };
+        Ok(self.replace(collection, id, Some(stored), only_new, row.doc))
     }
 
     /// `ts`, shared with the previous row when it was written at the same time.
@@ -249,10 +251,11 @@ impl Backend for MemoryBackend {
     }
 
     fn read_state(&self, collection: &str, id: &str) -> Result<Option<EntityState>> {
-        Ok(self.tables.get(collection).and_then(|t| t.get(id)).map(|row| match (&row.state, row.doc()) {
-            (RowState::Inserted(ts), Some(doc)) => EntityState::inserted(&doc, ts),
-            (RowState::Inserted(_), None) => EntityState::default(),
-            (RowState::Full(state), _) => (**state).clone(),
+        Ok(self.tables.get(collection).and_then(|t| t.get(id)).map(|row| match &row.state {
+            RowState::Inserted(ts) => {
+                row.doc().map_or_else(EntityState::default, |doc| EntityState::inserted(&doc, ts))
+            }
+            RowState::Full(state) => (**state).clone(),
         }))
     }
 
@@ -261,12 +264,11 @@ impl Backend for MemoryBackend {
     }
 
     fn insert_row(&mut self, collection: &str, id: &str, row: &RowWrite) -> Result<bool> {
-        Ok(self.put(collection, id, row, true))
+        self.put(collection, id, row, true)
     }
 
     fn write_row(&mut self, collection: &str, id: &str, row: &RowWrite) -> Result<()> {
-        self.put(collection, id, row, false);
-        Ok(())
+        self.put(collection, id, row, false).map(drop)
     }
 
     fn scan(

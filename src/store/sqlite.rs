@@ -297,7 +297,7 @@ impl SqliteBackend {
     /// Writes a row with `statement` (the table's insert or upsert): its columns, then the key
     /// of each indexed path, computed from the document (none for a deleted entity).
     fn execute_write(&self, sql: &TableSql, statement: &str, id: &str, row: &RowWrite) -> Result<usize> {
-        let doc = row.doc.map(SharedDoc::to_text);
+        let doc = row.doc.map(SharedDoc::to_text).transpose()?;
         let mut stmt = self.conn.prepare_cached(statement)?;
         stmt.raw_bind_parameter(1, id)?;
         stmt.raw_bind_parameter(2, doc)?;
